@@ -1,0 +1,69 @@
+"""The ``emotion-edge`` command. Each subcommand lives in its own module, imported only when used.
+
+A subcommand module provides ``add_arguments(parser)`` and ``main(args) -> int``; its
+module-level imports stay light (no TensorFlow, neurokit2, scipy.signal) so that
+``emotion-edge --help`` and the daemon start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from edge.errors import EmotionEdgeError
+
+# subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("edge.daemon_cli", "run the daemon: sensors -> models -> fusion -> MQTT"),
+    "listen": ("edge.listen", "subscribe and show published emotion states"),
+    "demo": ("edge.demo", "embedded broker + simulated wearable + daemon + live view"),
+    "bench": ("tools.bench", "measure CPU, latency, memory and start-up of the pipeline"),
+    "doctor": ("edge.doctor", "check runtime, models, broker, TLS files and devices"),
+    "devices": ("firmware_bridge.cli", "scan for and check sensors"),
+    "train": ("tools.train", "train a modality's model on a dataset"),
+    "models": ("tools.models_cli", "list, inspect, quantize, evaluate and benchmark models"),
+}
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
+    parser = argparse.ArgumentParser(prog="emotion-edge", description="On-device multimodal emotion engine.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    modules: dict[str, object] = {}
+    for name, (module_name, help_text) in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            if exc.name and module_name.startswith(exc.name):  # module not written / not installed
+                continue
+            raise
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(sub_parser)  # type: ignore[attr-defined]
+        modules[name] = module
+    return parser, modules
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, modules = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return int(modules[args.command].main(args) or 0)  # type: ignore[attr-defined]
+    except EmotionEdgeError as exc:
+        print(f"emotion-edge {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Errors a user can cause, each carrying the name of the thing that was wrong.
+
+The CLI prints ``str(error)`` as one line and exits non-zero; the daemon logs it as one
+line and carries on with what still works.
+"""
+
+
+class EmotionEdgeError(Exception):
+    """Base class: a problem the user can fix, told in one readable line."""
+
+
+class ConfigError(EmotionEdgeError):
+    """A configuration key or value is unknown or out of range."""
+
+
+class ModelIntegrityError(EmotionEdgeError):
+    """A model file is missing, does not match its manifest's sha256, or is not a model."""
+
+
+class RuntimeMissingError(EmotionEdgeError):
+    """Neither ai-edge-litert nor tflite-runtime can be imported."""
+
+
+class DecodeError(EmotionEdgeError):
+    """Bytes from a sensor do not follow the wire format (reported, never raised out of a decoder)."""
+
+
+class SourceError(EmotionEdgeError):
+    """A sensor source cannot be opened (bad spec, missing file, no such port)."""
+
+
+class DatasetError(EmotionEdgeError):
+    """A dataset folder does not have the layout its KIND promises."""

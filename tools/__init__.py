@@ -1,0 +1,1 @@
+"""Training, quantization, evaluation and benchmarks. TensorFlow may be imported here (lazily), never in edge/."""

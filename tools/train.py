@@ -1,0 +1,53 @@
+"""``emotion-edge train MODALITY --dataset KIND:PATH --out DIR``.
+
+Each trainer is ``train(kind, path, out_dir, args) -> manifest`` in its own module; it
+writes a training bundle and the int8 model through ``tools.quantize``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+
+from edge.errors import DatasetError
+
+TRAINERS = {
+    "face": "tools.train_face:train",
+    "eda": "tools.train_physio:train_eda",
+    "cardiac": "tools.train_physio:train_cardiac",
+    "eeg": "tools.train_eeg:train",
+}
+
+
+def parse_dataset(spec: str) -> tuple[str, Path]:
+    """``KIND:PATH`` -> (kind, path); the path must exist."""
+    kind, sep, path = spec.partition(":")
+    if not sep or not kind or not path:
+        raise DatasetError(f"--dataset {spec!r}: expected KIND:PATH, e.g. fer2013:../data/fer2013/train")
+    if not Path(path).exists():
+        raise DatasetError(f"--dataset {spec!r}: {path} does not exist")
+    return kind, Path(path)
+
+
+def resolve(table: dict[str, str], key: str, what: str):
+    if key not in table:
+        raise DatasetError(f"unknown {what} {key!r} (known: {', '.join(table)})")
+    module_name, func = table[key].split(":")
+    return getattr(importlib.import_module(module_name), func)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("modality", choices=sorted(TRAINERS), help="which model to train")
+    parser.add_argument("--dataset", required=True, metavar="KIND:PATH",
+                        help="fer2013:DIR (face), stress-predict:DIR (eda, cardiac), deap:DIR (eeg)")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="where the bundle and int8 model go")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (trainer default if absent)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def main(args: argparse.Namespace) -> int:
+    kind, path = parse_dataset(args.dataset)
+    trainer = resolve(TRAINERS, args.modality, "modality")
+    trainer(kind, path, args.out, args)
+    return 0
