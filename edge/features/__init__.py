@@ -1,0 +1,1 @@
+"""Signal preprocessing and features, shared by the daemon and the training tools (numpy only at import)."""

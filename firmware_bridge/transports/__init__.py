@@ -1,0 +1,1 @@
+"""Thin transports (serial, BLE, camera): read, feed a decoder, reconnect; nothing else."""
