@@ -30,3 +30,124 @@ def shared_data() -> Path:
     if not SHARED_DATA.exists():
         pytest.skip(f"real datasets not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+# --- MQTT: a real broker per test (mosquitto where installed, else the embedded broker) ---------
+
+import shutil  # noqa: E402
+import socket  # noqa: E402
+import time  # noqa: E402
+
+MOSQUITTO = shutil.which("mosquitto") or next(
+    (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_port_open(port: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+class TestBroker:
+    """A broker on 127.0.0.1:port that a test can stop and restart on the same port."""
+
+    __test__ = False  # not a test class
+
+    def __init__(self, kind: str, workdir: Path) -> None:
+        if kind == "mosquitto" and MOSQUITTO is None:
+            pytest.skip("mosquitto is not installed")
+        self.kind = kind
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.workdir = workdir
+        self._proc: subprocess.Popen | None = None
+        self._embedded = None
+        self.restart()
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None or self._embedded is not None
+
+    def restart(self) -> None:
+        """Start (again) on the same port; returns once the port accepts connections."""
+        if self.running:
+            self.stop()
+        if self.kind == "mosquitto":
+            conf = self.workdir / f"mosquitto-{self.port}.conf"
+            conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+            deadline = time.monotonic() + 10
+            while True:  # the port can stay busy for a moment after a stop
+                log_file = open(self.workdir / f"mosquitto-{self.port}.log", "ab")
+                self._proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=log_file,
+                                              stderr=subprocess.STDOUT)
+                log_file.close()
+                try:
+                    _wait_port_open(self.port, timeout_s=3)
+                    return
+                except OSError:
+                    self._proc.kill()
+                    self._proc.wait()
+                    self._proc = None
+                    if time.monotonic() > deadline:
+                        raise
+        else:
+            from edge.broker import EmbeddedBroker
+
+            deadline = time.monotonic() + 10
+            while True:
+                broker = EmbeddedBroker("127.0.0.1", self.port)
+                try:
+                    broker.start()
+                    self._embedded = broker
+                    return
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc = None
+        if self._embedded is not None:
+            self._embedded.stop()
+            self._embedded = None
+
+
+@pytest.fixture
+def mqtt_broker(tmp_path: Path):
+    """mosquitto on a free port (EMOTION_EDGE_TEST_BROKER=embedded forces the embedded broker)."""
+    kind = os.environ.get("EMOTION_EDGE_TEST_BROKER") or ("mosquitto" if MOSQUITTO else "embedded")
+    broker = TestBroker(kind, tmp_path)
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def embedded_broker(tmp_path: Path):
+    """Explicitly the embedded broker (edge.broker.EmbeddedBroker), same interface as mqtt_broker."""
+    broker = TestBroker("embedded", tmp_path)
+    yield broker
+    broker.stop()

@@ -1,0 +1,297 @@
+"""``emotion-edge listen``: subscribe to published states (and status) and show them live.
+
+One line per state (time, device, seq, label, valence, arousal, stress, confidence, each
+modality's quality/weight, what is missing), or with ``--json`` each state exactly as received,
+one JSON object per line (status changes then go to the log on stderr, so stdout stays JSON).
+When the broker goes away it says so in one line and reconnects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import queue
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from edge.errors import ConfigError
+from edge.publish import DEFAULT_TOPIC_PREFIX, parse_broker_url, unreachable_reason
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BROKER_URL = "mqtt://127.0.0.1:1883"
+
+_HEADER = (
+    f"{'time':8}  {'device':14} {'seq':>7}  {'label':10} {'val':>6} {'aro':>6} {'stress':>6} "
+    f"{'conf':>5}  modalities (quality/weight)  missing"
+)
+
+
+def _num(value: Any, fmt: str) -> str:
+    return (
+        format(value, fmt)
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+        else "?"
+    )
+
+
+def format_state_line(state: dict, repeat: bool = False) -> str:
+    """One readable line for a state (fields that are absent show as ``?``)."""
+    ts = state.get("ts")
+    when = time.strftime("%H:%M:%S", time.localtime(ts)) if isinstance(ts, (int, float)) else "?"
+    modalities = state.get("modalities") if isinstance(state.get("modalities"), dict) else {}
+    parts = []
+    for name, entry in sorted(modalities.items()):
+        if isinstance(entry, dict):
+            parts.append(
+                f"{name} {_num(entry.get('quality'), '.2f')}/{_num(entry.get('weight'), '.2f')}"
+            )
+    reasons = state.get("missing_reasons") if isinstance(state.get("missing_reasons"), dict) else {}
+    missing = state.get("missing") if isinstance(state.get("missing"), list) else []
+    missing_text = ", ".join(
+        f"{name} ({reasons[name]})" if name in reasons else str(name) for name in missing
+    )
+    line = (
+        f"{when:8}  {str(state.get('device_id', '?'))[:14]:14} {_num(state.get('seq'), 'd'):>7}  "
+        f"{str(state.get('label', '?'))[:10]:10} {_num(state.get('valence'), '+.2f'):>6} "
+        f"{_num(state.get('arousal'), '+.2f'):>6} {_num(state.get('stress'), '.2f'):>6} "
+        f"{_num(state.get('confidence'), '.2f'):>5}  "
+        f"{' | '.join(parts) or '-':27}  {missing_text or '-'}"
+    )
+    return line + ("  (repeat)" if repeat else "")
+
+
+def listen(
+    broker_url: str,
+    *,
+    device_id: str = "+",
+    topic_prefix: str = DEFAULT_TOPIC_PREFIX,
+    as_json: bool = False,
+    count: int | None = None,
+    duration_s: float | None = None,
+    out: TextIO | None = None,
+    on_ready: Callable[[], None] | None = None,
+    validate: bool = False,
+    ca_file: str | None = None,
+) -> int:
+    """Print states from ``<prefix>/<device_id>/state`` until ``count`` states or ``duration_s``.
+
+    ``on_ready`` is called once, when the first subscription is acknowledged (so a caller knows
+    that states published from now on will be seen). ``validate`` logs each state's schema
+    problems (needs jsonschema); ``ca_file`` is the CA for an ``mqtts://`` broker (else the
+    system's). Returns the number of states received.
+    """
+    import paho.mqtt.client as mqtt
+
+    out = out if out is not None else sys.stdout  # looked up now: callers may have replaced it
+
+    address = parse_broker_url(broker_url)
+    if device_id != "+" and (not device_id or any(ch in device_id for ch in "/+#")):
+        raise ConfigError(f"device id {device_id!r}: must be '+' (all) or a name without / + #")
+    validator = _state_validator() if validate else None
+    states_filter = f"{topic_prefix}/{device_id}/state"
+    status_filter = f"{topic_prefix}/{device_id}/status"
+    inbox: queue.Queue[tuple] = queue.Queue()
+
+    client = mqtt.Client(
+        callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+        protocol=mqtt.MQTTv311,
+        clean_session=True,
+    )
+    if address.username:
+        client.username_pw_set(address.username, address.password)
+    if ca_file is not None and not Path(ca_file).is_file():
+        raise ConfigError(f"--ca-file {ca_file}: not found")
+    if address.tls:
+        client.tls_set(ca_certs=ca_file)
+    elif ca_file:
+        raise ConfigError(f"--ca-file {ca_file}: the broker URL {address.display} is not mqtts://")
+    client.reconnect_delay_set(min_delay=1, max_delay=10)
+
+    def on_connect(
+        client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
+        if reason_code.is_failure:
+            inbox.put(("log", f"broker {address.display} refused the connection ({reason_code})"))
+            return
+        client.subscribe([(states_filter, 1), (status_filter, 1)])
+        inbox.put(("connected",))
+
+    def on_subscribe(
+        client: Any, userdata: Any, mid: int, reason_codes: Any, properties: Any
+    ) -> None:
+        inbox.put(("subscribed",))
+
+    def on_disconnect(
+        client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
+        inbox.put(("disconnected", str(reason_code)))
+
+    def on_connect_fail(client: Any, userdata: Any) -> None:
+        inbox.put(("connect_failed",))
+
+    def on_message(client: Any, userdata: Any, message: Any) -> None:
+        inbox.put(("message", message.topic, bytes(message.payload), message.retain))
+
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.on_disconnect = on_disconnect
+    client.on_connect_fail = on_connect_fail
+    client.on_message = on_message
+
+    received = 0
+    last_seq: dict[str, int] = {}
+    ready_called = False
+    connected_before = False
+    outage_reported = False
+    deadline = None if duration_s is None else time.monotonic() + duration_s
+    if not as_json:
+        print(_HEADER, file=out, flush=True)
+    client.connect_async(address.host, address.port, keepalive=20)
+    client.loop_start()
+    try:
+        while count is None or received < count:
+            wait_s = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+            if wait_s <= 0:
+                break
+            try:
+                event = inbox.get(timeout=wait_s)
+            except queue.Empty:
+                continue
+            kind = event[0]
+            if kind == "message":
+                topic, payload, retained = event[1], event[2], event[3]
+                if topic.endswith("/status"):
+                    device = topic[len(topic_prefix) + 1 : -len("/status")]
+                    text = payload.decode("utf-8", "replace") or "(cleared)"
+                    if as_json:
+                        log.info("%s is %s%s", device, text, " (retained)" if retained else "")
+                    else:
+                        print(
+                            f"{time.strftime('%H:%M:%S')}  {device[:14]:14} status {text}"
+                            f"{' (retained)' if retained else ''}",
+                            file=out,
+                            flush=True,
+                        )
+                    continue
+                try:
+                    state = json.loads(payload)
+                    if not isinstance(state, dict):
+                        raise ValueError("not a JSON object")
+                except ValueError as exc:
+                    log.warning(
+                        "%s: payload is not a JSON state (%d bytes: %s)", topic, len(payload), exc
+                    )
+                    continue
+                received += 1
+                device = str(state.get("device_id", topic))
+                seq = state.get("seq")
+                repeat = isinstance(seq, int) and device in last_seq and seq <= last_seq[device]
+                if isinstance(seq, int) and not repeat:
+                    last_seq[device] = seq
+                if as_json:
+                    out.write(payload.decode("utf-8", "replace").rstrip("\n") + "\n")
+                    out.flush()
+                else:
+                    print(format_state_line(state, repeat), file=out, flush=True)
+                if validator is not None:
+                    for problem in validator(state):
+                        log.warning("%s seq %s: schema: %s", device, seq, problem)
+            elif kind == "subscribed":
+                if not ready_called:
+                    ready_called = True
+                    if on_ready is not None:
+                        on_ready()
+            elif kind == "connected":
+                if connected_before or outage_reported:
+                    log.info("connected to %s again", address.host_port)
+                else:
+                    log.info("connected to %s; listening on %s", address.host_port, states_filter)
+                connected_before = True
+                outage_reported = False
+            elif kind == "disconnected":
+                if not outage_reported:
+                    outage_reported = True
+                    log.warning(
+                        "broker %s went away (%s); reconnecting", address.host_port, event[1]
+                    )
+            elif kind == "connect_failed":
+                if not outage_reported:
+                    outage_reported = True
+                    log.warning(
+                        "broker %s unreachable (%s); retrying",
+                        address.host_port,
+                        unreachable_reason(address),
+                    )
+            elif kind == "log":
+                log.warning("%s", event[1])
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return received
+
+
+def _state_validator() -> Callable[[dict], list[str]]:
+    """A compiled validator for the shipped state schema (ConfigError if jsonschema is missing)."""
+    try:
+        import jsonschema
+    except ImportError as exc:
+        raise ConfigError("listen --validate needs jsonschema (pip install jsonschema)") from exc
+    from edge.publish import load_state_schema
+
+    validator = jsonschema.Draft202012Validator(load_state_schema())
+
+    def problems(state: dict) -> list[str]:
+        return [
+            f"{'/'.join(str(p) for p in err.absolute_path) or '(root)'}: {err.message}"
+            for err in validator.iter_errors(state)
+        ]
+
+    return problems
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--broker",
+        default=DEFAULT_BROKER_URL,
+        help=f"mqtt://[user:pass@]host[:port] or mqtts://… (default {DEFAULT_BROKER_URL})",
+    )
+    parser.add_argument("--device-id", default="+", help="one device, or + for all (default +)")
+    parser.add_argument(
+        "--topic-prefix",
+        default=DEFAULT_TOPIC_PREFIX,
+        help=f"topic prefix (default {DEFAULT_TOPIC_PREFIX})",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print each state as received, one JSON object a line"
+    )
+    parser.add_argument("--count", type=int, default=None, help="exit after this many states")
+    parser.add_argument("--duration", type=float, default=None, help="exit after this many seconds")
+    parser.add_argument(
+        "--validate",
+        action="store_true",
+        help="check each state against edge/state.schema.json (needs jsonschema)",
+    )
+    parser.add_argument("--ca-file", default=None, help="CA certificate for an mqtts:// broker")
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.count is not None and args.count < 1:
+        raise ConfigError(f"--count {args.count}: must be at least 1")
+    if args.duration is not None and args.duration <= 0:
+        raise ConfigError(f"--duration {args.duration}: must be positive")
+    listen(
+        args.broker,
+        device_id=args.device_id,
+        topic_prefix=args.topic_prefix,
+        as_json=args.json,
+        count=args.count,
+        duration_s=args.duration,
+        validate=args.validate,
+        ca_file=args.ca_file,
+    )
+    return 0

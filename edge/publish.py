@@ -1,0 +1,535 @@
+"""Publishing emotion states over MQTT: broker URLs, topics, the state payload, the publisher.
+
+Topics (prefix configurable, default ``emotion-edge``):
+
+* ``<prefix>/<device_id>/state`` — QoS 1, not retained, one JSON object per window
+  (schema: ``edge/state.schema.json``); ``seq`` increases per device and is never reused.
+* ``<prefix>/<device_id>/status`` — retained ``online`` / ``offline`` (Last Will: ``offline``).
+* ``<prefix>/<device_id>/modality/<name>`` — QoS 1, one modality's own outputs (not durable:
+  sent only while connected).
+
+Delivery of states: :class:`StatePublisher` stores each state in the SQLite outbox
+(:mod:`edge.outbox`) before sending it and deletes it on PUBACK, so states survive broker
+outages, restarts and ``kill -9``. After a crash a subscriber may see a state twice; it drops
+the repeat by ``seq``.
+
+Threads: paho's network thread only queues events (connected, disconnected, PUBACK). One
+worker thread owns the in-flight bookkeeping (mid -> seq) and does all state sends and deletes,
+so there is no lock shared with paho's internal locks. ``publish_state`` may be called from any
+thread (the daemon's asyncio thread): it appends to the outbox and wakes the worker.
+
+paho-mqtt is imported lazily (in :meth:`StatePublisher.start`) to keep ``import edge.publish``
+light; jsonschema only inside :func:`validate_state` (a test / ``listen --validate`` helper).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import queue
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from edge.errors import ConfigError
+from edge.outbox import DEFAULT_MAX_AGE_S, DEFAULT_MAX_ROWS, Outbox
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TOPIC_PREFIX = "emotion-edge"
+STATE_SCHEMA_PATH = Path(__file__).with_name("state.schema.json")
+SCHEMA_VERSION = 1
+MODALITY_NAMES = ("face", "eda", "cardiac", "eeg")
+_DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    """Where the broker is. ``str()`` / ``display`` never show the password."""
+
+    scheme: str
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+
+    @property
+    def display(self) -> str:
+        user = f"{self.username}@" if self.username else ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{user}{host}:{self.port}"
+
+    @property
+    def host_port(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def __str__(self) -> str:
+        return self.display
+
+
+def _redact(url: str) -> str:
+    """The URL with any password replaced, for error messages."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is not None:
+            netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+            return parts._replace(netloc=netloc).geturl()
+    except ValueError:
+        pass
+    return url
+
+
+def parse_broker_url(url: str) -> BrokerAddress:
+    """``mqtt://[user:pass@]host[:port]`` (port 1883) or ``mqtts://…`` (port 8883)."""
+    shown = _redact(str(url))
+    try:
+        parts = urlsplit(str(url).strip())
+    except ValueError as exc:
+        raise ConfigError(f"broker URL {shown!r}: {exc}") from None
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"broker URL {shown!r}: bad port ({exc})") from None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        raise ConfigError(f"broker URL {shown!r}: scheme must be mqtt:// or mqtts://")
+    host = parts.hostname
+    if not host:
+        raise ConfigError(f"broker URL {shown!r}: no host")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(
+            f"broker URL {shown!r}: unexpected path or query (give scheme://host:port)"
+        )
+    if port == 0:
+        raise ConfigError(f"broker URL {shown!r}: port 0")
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password is not None else None
+    return BrokerAddress(
+        scheme, host, port or _DEFAULT_PORTS[scheme], username, password, tls=scheme == "mqtts"
+    )
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for localhost, 127.0.0.0/8, ::1. No DNS look-up: other names count as remote."""
+    if host.lower() in ("localhost", "localhost.localdomain", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_topic_part(what: str, value: str, allow_slash: bool) -> None:
+    if (
+        not value
+        or any(ch in value for ch in "+#\x00")
+        or (not allow_slash and "/" in value)
+        or value.startswith("/")
+        or value.endswith("/")
+    ):
+        raise ConfigError(
+            f"{what} {value!r}: must be non-empty, without + # "
+            f"{'' if allow_slash else 'or / '}and not start or end with /"
+        )
+
+
+def state_topic(topic_prefix: str, device_id: str) -> str:
+    return f"{topic_prefix}/{device_id}/state"
+
+
+def status_topic(topic_prefix: str, device_id: str) -> str:
+    return f"{topic_prefix}/{device_id}/status"
+
+
+def modality_topic(topic_prefix: str, device_id: str, name: str) -> str:
+    return f"{topic_prefix}/{device_id}/modality/{name}"
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def encode_json(obj: dict) -> bytes:
+    """Compact JSON; NaN/Infinity refused (they are not JSON), numpy values converted."""
+    try:
+        return json.dumps(
+            obj, separators=(",", ":"), allow_nan=False, default=_json_default
+        ).encode()
+    except ValueError as exc:
+        raise ValueError(f"state payload not JSON-safe (NaN or infinity?): {exc}") from None
+
+
+def load_state_schema() -> dict:
+    return json.loads(STATE_SCHEMA_PATH.read_text())
+
+
+def validate_state(obj: Any) -> list[str]:
+    """Schema problems of a state payload, one line each (empty when valid). Needs jsonschema."""
+    try:
+        import jsonschema
+    except ImportError as exc:
+        raise ConfigError("validating states needs jsonschema (pip install jsonschema)") from exc
+    validator = jsonschema.Draft202012Validator(load_state_schema())
+    return [
+        f"{'/'.join(str(p) for p in err.absolute_path) or '(root)'}: {err.message}"
+        for err in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))
+    ]
+
+
+class StatePublisher:
+    """Publishes states durably (outbox first, QoS 1, deleted on PUBACK) plus retained status.
+
+    ``start()`` returns at once; the connection is made in the background and retried
+    (1 s doubling to 30 s). ``publish_state`` never blocks on the network.
+    """
+
+    def __init__(
+        self,
+        address: BrokerAddress | str,
+        device_id: str,
+        *,
+        topic_prefix: str = DEFAULT_TOPIC_PREFIX,
+        state_dir: Path,
+        client_id: str | None = None,
+        ca_file: str | Path | None = None,
+        cert_file: str | Path | None = None,
+        key_file: str | Path | None = None,
+        allow_plaintext_remote: bool = False,
+        keepalive_s: int = 20,
+        max_inflight: int = 20,
+        max_rows: int = DEFAULT_MAX_ROWS,
+        max_age_s: float = DEFAULT_MAX_AGE_S,
+    ) -> None:
+        self.address = parse_broker_url(address) if isinstance(address, str) else address
+        _check_topic_part("device id", device_id, allow_slash=False)
+        _check_topic_part("topic prefix", topic_prefix, allow_slash=True)
+        if (
+            not self.address.tls
+            and not allow_plaintext_remote
+            and not is_loopback_host(self.address.host)
+        ):
+            raise ConfigError(
+                f"broker {self.address.display}: plaintext MQTT to a remote host would expose "
+                f"emotion states and credentials on the network; use mqtts:// "
+                f"(or allow_plaintext_remote)"
+            )
+        for what, path in (
+            ("CA file", ca_file),
+            ("certificate file", cert_file),
+            ("key file", key_file),
+        ):
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(f"MQTT TLS {what} {path}: not found")
+        if (ca_file or cert_file or key_file) and not self.address.tls:
+            raise ConfigError(
+                f"broker {self.address.display}: TLS files given but the URL is not mqtts://"
+            )
+        self.device_id = device_id
+        self.topic_prefix = topic_prefix
+        self.client_id = client_id or f"emotion-edge-{device_id}"
+        self.ca_file, self.cert_file, self.key_file = ca_file, cert_file, key_file
+        self.keepalive_s = keepalive_s
+        self.max_inflight = max_inflight
+        self.state_topic = state_topic(topic_prefix, device_id)
+        self.status_topic = status_topic(topic_prefix, device_id)
+        self.outbox = Outbox(
+            Path(state_dir) / f"outbox-{device_id}.sqlite3", max_rows=max_rows, max_age_s=max_age_s
+        )
+        self._events: queue.Queue[tuple] = queue.Queue()
+        self._client: Any = None
+        self._worker: threading.Thread | None = None
+        self._connected = False  # written by paho's thread, read anywhere (stats)
+        self._connected_event = threading.Event()
+        self._stopping = False
+        self._outage_logged = False
+        # worker-thread state
+        self._inflight: dict[
+            int, tuple[int, float]
+        ] = {}  # mid -> (seq, monotonic time handed over)
+        self._last_handed_seq = -1
+        self._resync = False
+        self._published = 0
+        self._acked = 0
+        self._modality_dropped = 0
+        self._last_latency_ms: float | None = None
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect in the background (retrying) and start delivering the outbox."""
+        if self._client is not None:
+            return
+        import paho.mqtt.client as mqtt
+
+        client = mqtt.Client(
+            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=True,
+        )
+        client.max_inflight_messages_set(
+            0
+        )  # flow control is ours (max_inflight), never paho's queue
+        client.will_set(self.status_topic, "offline", qos=1, retain=True)
+        if self.address.username:
+            client.username_pw_set(self.address.username, self.address.password)
+        if self.address.tls:
+            try:
+                client.tls_set(
+                    ca_certs=str(self.ca_file) if self.ca_file else None,
+                    certfile=str(self.cert_file) if self.cert_file else None,
+                    keyfile=str(self.key_file) if self.key_file else None,
+                )
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                raise ConfigError(
+                    f"MQTT TLS files (ca {self.ca_file}, cert {self.cert_file}, "
+                    f"key {self.key_file}): {exc}"
+                ) from None
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_publish = self._on_publish
+        self._client = client
+        self._worker = threading.Thread(
+            target=self._work, name=f"mqtt-outbox-{self.device_id}", daemon=True
+        )
+        self._worker.start()
+        client.connect_async(self.address.host, self.address.port, keepalive=self.keepalive_s)
+        client.loop_start()
+        log.info(
+            "mqtt: connecting to %s as %r (%d states pending in outbox)",
+            self.address.display,
+            self.client_id,
+            self.outbox.depth(),
+        )
+
+    def publish_state(self, state: dict) -> int:
+        """Store the state (new ``seq``, ``device_id``) durably, then send it; returns the seq."""
+        if not isinstance(state, dict):
+            raise TypeError(f"state must be a dict, not {type(state).__name__}")
+
+        def payload_for(seq: int) -> bytes:
+            return encode_json({**state, "seq": seq, "device_id": self.device_id})
+
+        seq = self.outbox.append(self.state_topic, payload_for)
+        self._events.put(("new",))
+        return seq
+
+    def publish_modality(self, name: str, payload: dict) -> bool:
+        """Send one modality's outputs (QoS 1) if connected; not stored. Returns whether sent."""
+        _check_topic_part("modality name", name, allow_slash=False)
+        body = encode_json({**payload, "modality": payload.get("modality", name)})
+        if self._client is None or not self._connected:
+            self._modality_dropped += 1
+            return False
+        self._client.publish(modality_topic(self.topic_prefix, self.device_id, name), body, qos=1)
+        return True
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Flush the outbox while connected (up to ``timeout_s``), send ``offline``, disconnect."""
+        deadline = time.monotonic() + timeout_s
+        client = self._client
+        if client is not None:
+            while self._connected and self.outbox.depth() > 0 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            self._stopping = True
+            if self._connected:
+                try:
+                    info = client.publish(self.status_topic, "offline", qos=1, retain=True)
+                    info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+                except (RuntimeError, ValueError) as exc:
+                    log.info("mqtt: could not publish offline status (%s)", exc)
+            client.disconnect()
+            client.loop_stop()
+            self._events.put(("stop",))
+            if self._worker is not None:
+                self._worker.join(timeout=5)
+            pending = self.outbox.depth()
+            log.info(
+                "mqtt: disconnected from %s%s",
+                self.address.display,
+                f" ({pending} states kept in outbox)" if pending else "",
+            )
+            self._client = None
+            self._connected = False
+            self._connected_event.clear()
+        self.outbox.close()
+
+    def __enter__(self) -> StatePublisher:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        """Block up to ``timeout_s`` for the broker connection; True if connected."""
+        return self._connected_event.wait(timeout_s)
+
+    def stats(self) -> dict[str, Any]:
+        """Health figures: outbox depth, counters, connection and the last PUBACK round trip."""
+        return {
+            "connected": self._connected,
+            "outbox_depth": self.outbox.depth(),
+            "last_seq": self.outbox.last_seq(),
+            "published": self._published,
+            "acked": self._acked,
+            "dropped": self.outbox.dropped,
+            "modality_dropped": self._modality_dropped,
+            "last_publish_latency_ms": self._last_latency_ms,
+        }
+
+    # -- paho callbacks (paho's network thread: only log and queue) ---------------------------
+
+    def _on_connect(
+        self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
+        if reason_code.is_failure:
+            if not self._outage_logged:
+                self._outage_logged = True
+                log.warning(
+                    "mqtt: broker %s refused the connection (%s); states kept in outbox "
+                    "(%d pending)",
+                    self.address.display,
+                    reason_code,
+                    self.outbox.depth(),
+                )
+            return
+        client.publish(self.status_topic, "online", qos=1, retain=True)
+        self._connected = True
+        self._connected_event.set()
+        self._outage_logged = False
+        log.info("mqtt: connected to %s", self.address.host_port)
+        self._events.put(("connected",))
+
+    def _on_disconnect(
+        self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
+        was = self._connected
+        self._connected = False
+        self._connected_event.clear()
+        self._events.put(("disconnected",))
+        if was and not self._stopping:
+            self._outage_logged = True
+            log.info(
+                "mqtt: broker %s unreachable (connection lost: %s); states kept in outbox "
+                "(%d pending)",
+                self.address.host_port,
+                reason_code,
+                self.outbox.depth(),
+            )
+
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        self._events.put(("connect_failed",))
+
+    def _on_publish(
+        self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any
+    ) -> None:
+        self._events.put(("acked", mid, time.monotonic()))
+
+    # -- worker thread ------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        next_prune = time.monotonic() + 60
+        while True:
+            try:
+                events = [self._events.get(timeout=1.0)]
+            except queue.Empty:
+                events = []
+            while len(events) < 1000:
+                try:
+                    events.append(self._events.get_nowait())
+                except queue.Empty:
+                    break
+            acked_seqs: list[int] = []
+            stop = False
+            for event in events:
+                kind = event[0]
+                if kind == "acked":
+                    entry = self._inflight.pop(event[1], None)
+                    if entry is not None:
+                        seq, handed = entry
+                        acked_seqs.append(seq)
+                        self._last_latency_ms = (event[2] - handed) * 1000.0
+                elif kind == "connected":
+                    # paho re-sends what it holds unacknowledged; new rows wait until those are
+                    # acknowledged so that subscribers see states in seq order.
+                    self._resync = bool(self._inflight)
+                elif kind == "connect_failed":
+                    self._log_unreachable()
+                elif kind == "stop":
+                    stop = True
+            if acked_seqs:
+                try:
+                    self.outbox.delete(acked_seqs)
+                except Exception as exc:  # noqa: BLE001 - a delete lost only means a re-send
+                    log.warning(
+                        "outbox %s: could not delete acknowledged rows (%s)", self.outbox.path, exc
+                    )
+                self._acked += len(acked_seqs)
+            if stop:
+                return
+            if not self._inflight:
+                self._resync = False
+            try:
+                self._pump()
+                if time.monotonic() > next_prune:
+                    next_prune = time.monotonic() + 60
+                    self.outbox.prune_expired()
+            except Exception as exc:  # noqa: BLE001 - the worker must survive; say what broke
+                log.error("mqtt: outbox worker: %s: %s", type(exc).__name__, exc)
+                time.sleep(1.0)
+
+    def _pump(self) -> None:
+        """Hand pending rows to paho in seq order, at most ``max_inflight`` unacknowledged."""
+        if not self._connected or self._resync or self._client is None or self._stopping:
+            return
+        room = self.max_inflight - len(self._inflight)
+        if room <= 0:
+            return
+        for seq, topic, payload in self.outbox.pending(self._last_handed_seq, room):
+            info = self._client.publish(topic, payload, qos=1)
+            self._inflight[info.mid] = (seq, time.monotonic())
+            self._last_handed_seq = seq
+            self._published += 1
+
+    def _log_unreachable(self) -> None:
+        if self._outage_logged or self._stopping:
+            return
+        self._outage_logged = True
+        log.info(
+            "mqtt: broker %s unreachable (%s); states kept in outbox (%d pending)",
+            self.address.host_port,
+            unreachable_reason(self.address),
+            self.outbox.depth(),
+        )
+
+
+def unreachable_reason(address: BrokerAddress, timeout_s: float = 2.0) -> str:
+    """Why a connection failed, in a few words (paho's connect-fail callback carries no reason).
+
+    A plain TCP probe: "Connection refused", "Name or service not known", "timed out", or, when
+    TCP gets through, that the TLS handshake or MQTT CONNECT was the problem.
+    """
+    try:
+        with socket.create_connection((address.host, address.port), timeout=timeout_s):
+            return (
+                "TCP port open; TLS handshake or MQTT connect failed"
+                if address.tls
+                else "TCP port open; MQTT connect failed"
+            )
+    except OSError as exc:
+        return exc.strerror or str(exc) or type(exc).__name__
