@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if args.verbose < 2:
+        # bleak warns on every connection attempt where BlueZ is absent; our own line says it once
+        logging.getLogger("bleak").setLevel(logging.ERROR)
     if not args.command:
         parser.print_help()
         return 2
