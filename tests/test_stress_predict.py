@@ -1,0 +1,180 @@
+"""The Stress-Predict loader and ``emotion-edge models evaluate ... --dataset stress-predict:DIR`` on a
+tiny dataset written here in the study's layout (Raw_data/SXX E4 CSVs + the processed label file)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_cli
+
+from edge.errors import DatasetError
+from tools import stress_predict as sp
+
+DURATION_S = 720
+STRESS_S = (360, 540)  # the synthetic "task": seconds after the session start
+STARTS = {"S01": 1644226061.0, "S02": 1644227574.0}
+
+
+def _scr_train(t: np.ndarray, onsets: np.ndarray, amp: float) -> np.ndarray:
+    out = np.zeros_like(t)
+    for onset in onsets:
+        dt = np.clip(t - onset, 0, None)
+        out += amp * (np.exp(-dt / 5.0) - np.exp(-dt / 0.75)) * (t >= onset) / 0.6
+    return out
+
+
+def write_subject(folder: Path, start: float, seed: int, level_us: float) -> None:
+    """E4-layout CSVs: calm EDA/HR outside STRESS_S, SCR bursts, rising SCL and faster pulse inside."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    t_eda = np.arange(DURATION_S * 4) / 4.0
+    stress = (t_eda >= STRESS_S[0]) & (t_eda < STRESS_S[1])
+    onsets = np.concatenate([rng.uniform(0, DURATION_S, 6), np.arange(STRESS_S[0] + 3, STRESS_S[1], 9.0)])
+    eda = level_us + 0.004 * np.clip(t_eda - STRESS_S[0], 0, None) * stress + _scr_train(t_eda, np.sort(onsets), 0.25)
+    eda += rng.normal(0, 0.003, len(eda))
+    (folder / "EDA.csv").write_text(f"{start:.6f}\n4.000000\n" + "\n".join(f"{v:.6f}" for v in eda) + "\n")
+    # pulse: 62 bpm at rest, 95 bpm in the task, breathing-modulated
+    t_bvp = np.arange(DURATION_S * 64) / 64.0
+    hr_hz = np.where((t_bvp >= STRESS_S[0]) & (t_bvp < STRESS_S[1]), 95 / 60, 62 / 60)
+    hr_hz = hr_hz * (1 + 0.04 * np.sin(2 * np.pi * 0.25 * t_bvp))
+    phase = np.cumsum(hr_hz) / 64.0
+    beat_idx = np.flatnonzero(np.diff(np.floor(phase)) > 0) + 1
+    bvp = rng.normal(0, 2.0, len(t_bvp))
+    for b in beat_idx:
+        seg = slice(b, min(b + 40, len(bvp)))
+        dt = t_bvp[seg] - t_bvp[b]
+        bvp[seg] -= 60 * np.exp(-0.5 * ((dt - 0.15) / 0.06) ** 2)  # Empatica-like downward pulse
+    (folder / "BVP.csv").write_text(f"{start:.0f}\n64\n" + "\n".join(f"{v:.2f}" for v in bvp) + "\n")
+    beat_t = t_bvp[beat_idx]
+    ibi_rows = "\n".join(f"{a:.6f},{b:.6f}" for a, b in zip(beat_t[1:], np.diff(beat_t)))
+    (folder / "IBI.csv").write_text(f"{start:.6f}, IBI\n{ibi_rows}\n")
+    (folder / "HR.csv").write_text(f"{start + 10:.2f}\n1.00\n" + "\n".join("70" for _ in range(DURATION_S - 10)) + "\n")
+    (folder / f"tags_{folder.name}.csv").write_text(f"{start + STRESS_S[0]}\n{start + STRESS_S[1]}\n")
+
+
+def write_labels(root: Path, participants: dict[int, float], offset_s: float = 0.0) -> None:
+    rows = ["Participant,HR,respr,Time(sec),Label"]
+    for p, start in participants.items():
+        for s in range(9, DURATION_S):
+            label = int(STRESS_S[0] <= s < STRESS_S[1])
+            rows.append(f"{p},75,14.0,{int(start + s + offset_s)},{label}")
+    (root / "Processed_data").mkdir(parents=True, exist_ok=True)
+    (root / sp.LABEL_FILE).write_text("\n".join(rows) + "\n")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("stress-predict")
+    write_subject(root / "Raw_data" / "S01", STARTS["S01"], seed=1, level_us=0.8)
+    write_subject(root / "Raw_data" / "S02", STARTS["S02"], seed=2, level_us=6.0)
+    (root / "Raw_data" / "Readme").write_text("E4 exports\n")
+    write_labels(root, {1: STARTS["S01"], 2: STARTS["S02"]})
+    return root
+
+
+def test_loader_maps_participants_to_folders_and_labels_windows(dataset: Path):
+    labels = sp.load_labels(dataset)
+    assert sorted(labels) == ["S01", "S02"]
+    tables = sp.load_dataset(dataset)
+    assert sorted(tables) == ["S01", "S02"]
+    t = tables["S02"]
+    # windows end every 5 s from 60 s after the start to the end of the shorter signal
+    expected = np.arange(60, DURATION_S + 1, 5) + STARTS["S02"]
+    np.testing.assert_allclose(t["ends"], expected)
+    rel = t["ends"] - STARTS["S02"]
+    np.testing.assert_array_equal(t["y"][(rel >= 400) & (rel <= 540)], 1)  # last minute inside the task
+    np.testing.assert_array_equal(t["y"][(rel <= 380) | (rel >= 600)], 0)
+    assert t["x_eda"].shape == (len(expected), 23) and t["x_cardiac"].shape[0] == len(expected)
+    assert (t["q_eda"] > 0.9).all()
+    assert np.median(t["q_cardiac"]) > 0.8
+    # the features see the synthetic task: faster pulse and more SCRs inside it
+    from edge.features.cardiac import CARDIAC_FEATURE_NAMES
+    from edge.features.eda import EDA_FEATURE_NAMES
+
+    hr = t["x_cardiac"][:, CARDIAC_FEATURE_NAMES.index("hr_mean_bpm")]
+    assert np.nanmedian(hr[t["y"] == 1]) == pytest.approx(95, abs=5)
+    assert np.nanmedian(hr[t["y"] == 0]) == pytest.approx(62, abs=5)
+    scr = t["x_eda"][:, EDA_FEATURE_NAMES.index("scr_rate_per_min")]
+    assert np.median(scr[t["y"] == 1]) > np.median(scr[t["y"] == 0]) + 3
+
+
+def test_e4_ibi_source_matches_bvp_beats(dataset: Path):
+    tables = sp.load_dataset(dataset, cardiac_source="ibi")
+    from_bvp = sp.load_dataset(dataset, cardiac_source="bvp")
+    hr_ibi = tables["S01"]["x_cardiac"][:, 0]
+    hr_bvp = from_bvp["S01"]["x_cardiac"][:, 0]
+    np.testing.assert_allclose(hr_ibi, hr_bvp, atol=2.0)
+
+
+def test_subject_without_labels_is_skipped_and_mismatched_labels_are_refused(tmp_path: Path, dataset: Path):
+    root = tmp_path / "sp"
+    write_subject(root / "Raw_data" / "S01", STARTS["S01"], seed=1, level_us=1.0)
+    write_subject(root / "Raw_data" / "S02", STARTS["S02"], seed=2, level_us=1.0)
+    write_labels(root, {2: STARTS["S02"]})  # participant 1 absent, as in the published file
+    assert sorted(sp.load_dataset(root)) == ["S02"]
+    write_labels(root, {2: STARTS["S01"]})  # participant 2's labels at S01's times: wrong folder
+    with pytest.raises(DatasetError, match="labels and folders disagree"):
+        sp.load_dataset(root)
+
+
+def test_evaluate_cli_scores_eda_on_the_fixture(dataset: Path):
+    proc = run_cli("models", "evaluate", "eda", "--dataset", f"stress-predict:{dataset}", "--json", check=True)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert {"auroc", "balanced_accuracy", "n"} <= set(result)
+    tables = sp.load_dataset(dataset)
+    labelled = sum(int((t["coverage"] >= 0.5).sum()) for t in tables.values())
+    assert result["n"] == labelled  # every labelled window of both subjects has clean EDA and is scored
+    assert result["subject_ids"] == ["S01", "S02"]
+    # the figures are the shipped int8 model's own predictions on those windows, scored as documented
+    from edge.models import TFLiteModel
+    from tools.metrics import stress_metrics
+
+    model = TFLiteModel("eda")
+    y = np.concatenate([t["y"][t["coverage"] >= 0.5] for t in tables.values()])
+    p = np.concatenate([model.predict_batch(t["x_eda"][t["coverage"] >= 0.5])[:, 0] for t in tables.values()])
+    expected = stress_metrics(y, p)
+    assert result["auroc"] == pytest.approx(expected["auroc"], abs=1e-9)
+    assert result["balanced_accuracy"] == pytest.approx(expected["balanced_accuracy"], abs=1e-9)
+
+
+def test_evaluate_cli_fused_stress_and_float_variant(dataset: Path):
+    proc = run_cli("models", "evaluate", "stress", "--dataset", f"stress-predict:{dataset}", "--json",
+                   "--variant", "float", check=True)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["variant"] == "float" and result["n"] > 100
+    assert result["auroc"] > 0.7
+
+
+def test_evaluate_cli_names_a_dataset_without_labels(tmp_path: Path):
+    (tmp_path / "Raw_data" / "S01").mkdir(parents=True)
+    proc = run_cli("models", "evaluate", "eda", "--dataset", f"stress-predict:{tmp_path}")
+    assert proc.returncode == 2
+    assert "label file" in proc.stderr and "not found" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_train_cli_writes_a_verified_int8_model_that_evaluate_accepts(dataset: Path, tmp_path: Path):
+    out = tmp_path / "bundle"
+    run_cli("train", "eda", "--dataset", f"stress-predict:{dataset}", "--out", str(out), "--epochs", "3",
+            check=True, timeout=600)
+    manifest = json.loads((out / "eda.json").read_text())
+    pre = manifest["preprocessing"]
+    assert pre["features"] == "edge.features.eda.eda_features"
+    assert pre["window_s"] == 300.0 and pre["hop_s"] == 5.0 and pre["rate_hz"] == 4.0
+    assert len(pre["standardize"]["mean"]) == len(pre["feature_names"]) == 23
+    assert manifest["input_tensor"]["dtype"] == "int8" and manifest["input_tensor"]["shape"] == [1, 23]
+    cv = manifest["metrics"]["cv_subject_wise"]
+    assert {"eda", "cardiac", "stress"} <= set(cv) and 0.0 <= cv["stress"]["int8"]["auroc"] <= 1.0
+    assert manifest["training"]["subjects_train"] == ["S01", "S02"]
+    proc = run_cli("models", "evaluate", str(out / "eda.tflite"), "--dataset", f"stress-predict:{dataset}",
+                   "--json", check=True)
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["n"] > 100
+    # a bundle whose bytes were changed is refused with one line
+    blob = bytearray((out / "eda.tflite").read_bytes())
+    blob[-1] ^= 0xFF
+    (out / "eda.tflite").write_bytes(bytes(blob))
+    proc = run_cli("models", "evaluate", str(out / "eda.tflite"), "--dataset", f"stress-predict:{dataset}")
+    assert proc.returncode == 2 and "sha256" in proc.stderr
