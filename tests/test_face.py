@@ -1,0 +1,195 @@
+"""The face modality: detector, FER2013-style crops, the FER2013 loader/split, and the shipped model."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2")
+
+from conftest import run_cli  # noqa: E402
+from edge.errors import DatasetError, ModelIntegrityError  # noqa: E402
+from edge.features.face import FER_LABELS, FaceDetector, face_crop_box, face_input, face_quality  # noqa: E402
+from edge.models import TFLiteModel  # noqa: E402
+from tools.train_face import list_fer2013, load_fer2013, read_faces, stratified_split  # noqa: E402
+
+PER_CLASS = 3
+
+
+def _write_fer_fixture(root: Path, per_class: int = PER_CLASS) -> Path:
+    """A tiny FER2013 image folder: ``root/<class>/*.jpg``, grayscale 48x48 (one odd-sized image)."""
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[0:48, 0:48]
+    for c, label in enumerate(FER_LABELS):
+        (root / label).mkdir(parents=True)
+        for i in range(per_class):
+            img = (40 + 3 * c * xx + 2 * i * yy + rng.integers(0, 30, (48, 48))).clip(0, 255).astype(np.uint8)
+            if c == 0 and i == 0:
+                img = cv2.resize(img, (60, 50))  # not a 48x48 crop: face_input must resize it
+            assert cv2.imwrite(str(root / label / f"{i:05d}.jpg"), img)
+    return root
+
+
+@pytest.fixture
+def fer_fixture(tmp_path: Path) -> Path:
+    return _write_fer_fixture(tmp_path / "train")
+
+
+def _sample_face_image() -> Path | None:
+    """A photograph with one frontal face that ships inside an installed package (matplotlib)."""
+    spec = importlib.util.find_spec("matplotlib")
+    if spec is None or not spec.origin:
+        return None
+    path = Path(spec.origin).parent / "mpl-data" / "sample_data" / "grace_hopper.jpg"
+    return path if path.exists() else None
+
+
+# ------------------------------------------------------------------ loader, split, crops
+
+def test_fer2013_loader_reads_every_image_with_its_class(fer_fixture: Path) -> None:
+    paths, labels = list_fer2013(fer_fixture)
+    assert len(paths) == 7 * PER_CLASS
+    assert np.array_equal(np.bincount(labels), [PER_CLASS] * 7)
+    assert all(p.parent.name == FER_LABELS[y] for p, y in zip(paths, labels))
+    x, y, _ = load_fer2013(fer_fixture)
+    assert x.shape == (7 * PER_CLASS, 48, 48, 1) and x.dtype == np.float32
+    assert 0.0 <= x.min() and x.max() <= 1.0
+    # a 48x48 image is the crop itself: the model input is its pixels / 255, exactly
+    raw = cv2.imread(str(paths[1]), cv2.IMREAD_GRAYSCALE)
+    assert np.array_equal(x[1, :, :, 0], raw.astype(np.float32) / 255.0)
+
+
+def test_fer2013_cache_gives_the_same_inputs(fer_fixture: Path, tmp_path: Path) -> None:
+    first, y1, _ = load_fer2013(fer_fixture, cache_dir=tmp_path / "cache")
+    again, y2, _ = load_fer2013(fer_fixture, cache_dir=tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+    assert np.array_equal(y1, y2) and np.allclose(first, again, atol=1e-6)
+
+
+def test_bad_layout_is_refused_in_one_line(tmp_path: Path, fer_fixture: Path) -> None:
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "happy").mkdir()
+    with pytest.raises(DatasetError, match="missing class folder"):
+        list_fer2013(tmp_path / "half")
+    (fer_fixture / "contempt").mkdir()
+    with pytest.raises(DatasetError, match="unknown class folder.*contempt"):
+        list_fer2013(fer_fixture)
+    proc = run_cli("train", "face", "--dataset", f"fer2013:{tmp_path / 'half'}", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "missing class folder" in proc.stderr
+    proc = run_cli("train", "face", "--dataset", f"deap:{fer_fixture}", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "fer2013" in proc.stderr and not (tmp_path / "out").exists()
+
+
+def test_stratified_split_is_disjoint_complete_and_fixed() -> None:
+    labels = np.repeat(np.arange(7), [400, 44, 410, 720, 500, 480, 320])
+    train, val, test = stratified_split(labels, seed=0)
+    assert len(np.intersect1d(train, test)) == len(np.intersect1d(val, test)) == len(np.intersect1d(train, val)) == 0
+    assert len(train) + len(val) + len(test) == len(labels)
+    # every class keeps its share in the held-out part (disgust too)
+    assert np.array_equal(np.bincount(labels[test], minlength=7), np.round(np.bincount(labels) * 0.1).astype(int))
+    again = stratified_split(labels, seed=0)
+    assert all(np.array_equal(a, b) for a, b in zip((train, val, test), again))
+    assert not np.array_equal(test, stratified_split(labels, seed=1)[2])
+
+
+def test_face_input_geometry() -> None:
+    frame = np.zeros((240, 320), np.uint8)
+    frame[100:140, 150:190] = 200  # a bright 40x40 "face"
+    patch = face_input(frame, (150, 100, 40, 40))
+    assert patch.shape == (48, 48, 1) and patch.dtype == np.float32
+    assert 0.0 <= patch.min() and patch.max() <= 200 / 255 + 1e-6
+    # the box grows by a margin on each side: the square is centred, dark border around a bright centre
+    assert patch[24, 24, 0] == pytest.approx(200 / 255, abs=1e-3) and patch[1, 1, 0] == 0.0
+    x, y, w, h = face_crop_box(frame.shape, (150, 100, 40, 40))
+    assert w == h and w > 40 and abs((x + w / 2) - 170) <= 1 and abs((y + h / 2) - 120) <= 1
+    # a box at the frame's corner is clipped to the frame, never padded with garbage
+    assert face_crop_box(frame.shape, (0, 0, 50, 50))[:2] == (0, 0)
+    assert face_input(frame, (280, 200, 40, 40)).shape == (48, 48, 1)
+    # colour frames are accepted (BGR, as cameras deliver them)
+    bgr = np.dstack([frame] * 3)
+    assert np.allclose(face_input(bgr, (150, 100, 40, 40)), patch, atol=1 / 255)
+    with pytest.raises(ValueError):
+        face_input(frame, (400, 300, 40, 40))
+
+
+# --------------------------------------------------------------------------- detector
+
+def test_detector_finds_no_face_in_a_frame_without_one() -> None:
+    detector = FaceDetector()
+    rng = np.random.default_rng(0)
+    assert detector.detect(np.full((240, 320), 128, np.uint8)) == []
+    assert detector.detect(rng.integers(0, 256, (240, 320), dtype=np.uint8)) == []
+    assert detector.detect(np.zeros((20, 20), np.uint8)) == []  # smaller than the smallest face
+
+
+def test_detector_refuses_a_missing_cascade(tmp_path: Path) -> None:
+    with pytest.raises(ModelIntegrityError, match="cascade .*not found"):
+        FaceDetector(cascade_path=tmp_path / "nope.xml")
+
+
+def test_detector_finds_the_face_in_a_real_photograph() -> None:
+    path = _sample_face_image()
+    if path is None:
+        pytest.skip("matplotlib's sample photograph (grace_hopper.jpg) is not installed")
+    gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    boxes = FaceDetector().detect(gray)
+    assert len(boxes) == 1
+    x, y, w, h = boxes[0]
+    # the face of Grace Hopper's portrait: upper middle of the 512x600 picture, about 200 px wide
+    assert 180 <= w <= 280 and 220 <= x + w / 2 <= 310 and 160 <= y + h / 2 <= 270
+    good = face_quality(gray, boxes[0])
+    assert good > 0.6
+    # sigma 10 px on a ~280 px crop is ~1.7 px at the model's 48 px scale: the detail the model needs is gone
+    blurred = face_quality(cv2.GaussianBlur(gray, (0, 0), 10), boxes[0])
+    dark = face_quality((gray // 8).astype(np.uint8), boxes[0])
+    small = face_quality(gray, (x + w // 2 - 15, y + h // 2 - 15, 30, 30))
+    assert blurred < good / 2 and dark < good / 2 and small < good / 2
+    assert all(0.0 <= q <= 1.0 for q in (good, blurred, dark, small))
+
+
+# ----------------------------------------------------------------------- shipped model
+
+def test_shipped_face_model_gives_a_probability_vector() -> None:
+    model = TFLiteModel("face")  # refuses bytes that do not match the manifest's sha256
+    assert model.is_int8 and model.input_shape == (1, 48, 48, 1)
+    assert tuple(model.labels) == FER_LABELS and model.manifest["task"] == "classification"
+    assert model.tflite_path.stat().st_size <= 1_000_000
+    rng = np.random.default_rng(0)
+    for x in (np.zeros((48, 48, 1), np.float32), rng.random((48, 48, 1), dtype=np.float32)):
+        probs = model.predict(x)
+        assert probs.shape == (7,) and np.all(probs >= 0) and abs(float(probs.sum()) - 1.0) < 0.03
+    path = _sample_face_image()
+    if path is not None:  # a real face, detected and cropped as the daemon does, gives a confident answer
+        gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        probs = model.predict(face_input(gray, FaceDetector().detect(gray)[0]))
+        assert probs.max() > 0.3
+
+
+def test_evaluate_cli_scores_every_image_of_a_folder(fer_fixture: Path) -> None:
+    proc = run_cli("models", "evaluate", "face", "--dataset", f"fer2013:{fer_fixture}", "--json", check=True)
+    result = json.loads(proc.stdout)
+    assert result["n"] == 7 * PER_CLASS
+    assert 0.0 <= result["accuracy"] <= 1.0 and 0.0 <= result["macro_f1"] <= 1.0
+    # the CLI's figure is the model's own answers on these images, not a constant
+    paths, labels = list_fer2013(fer_fixture)
+    pred = np.argmax(TFLiteModel("face").predict_batch(read_faces(paths)), axis=1)
+    assert result["accuracy"] == pytest.approx(float(np.mean(pred == labels)))
+    assert set(result["per_class_recall"]) == set(FER_LABELS)
+
+
+def test_shipped_face_model_on_held_out_fer2013(shared_data: Path) -> None:
+    train_dir = shared_data / "fer2013" / "train"
+    if not train_dir.exists():
+        pytest.skip(f"{train_dir} not found")
+    paths, labels = list_fer2013(train_dir)
+    _, _, test_idx = stratified_split(labels)  # the held-out part the model never trained on
+    sample = np.random.default_rng(0).choice(test_idx, size=500, replace=False)
+    x = read_faces([paths[i] for i in sample])
+    pred = np.argmax(TFLiteModel("face").predict_batch(x), axis=1)
+    accuracy = float(np.mean(pred == labels[sample]))
+    assert accuracy >= 0.60, f"int8 accuracy {accuracy:.3f} on 500 held-out FER2013 images"

@@ -1,0 +1,313 @@
+"""``emotion-edge train face --dataset fer2013:DIR --out DIR``: the face model on FER2013.
+
+Data: an image folder ``DIR/<class>/*.jpg`` with the seven FER2013 classes (``FER_LABELS``).
+Every image goes through ``edge.features.face.face_input`` with its full-image box, the same
+function the daemon applies to a detected face.
+
+Split: FER2013 has no subject IDs, so a subject-wise split is impossible. Each class's files
+(sorted by name) are shuffled with a fixed seed and cut 80 / 10 / 10 into train / val / test:
+val drives early stopping, test is scored once, at the end, by the float and int8 models.
+The same person (and near-duplicate images, which FER2013 is known to hold) may sit on both
+sides of the cut, so the held-out test figures can be optimistic; the model card says so.
+
+Network: a mini-Xception-class CNN (a plain 3x3 stem, then residual blocks of depthwise-
+separable convolutions with BatchNorm, global average pooling, softmax over 7 classes), trained
+with flips, small shifts, rotations and zooms, Adam with a cosine learning rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.errors import DatasetError
+from edge.features.face import FACE_INPUT_SIZE, FER_LABELS, face_input
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+SPLIT_SEED = 0
+VAL_FRAC = 0.10
+TEST_FRAC = 0.10
+DEFAULT_EPOCHS = 28
+DEFAULT_WIDTH = 16  # stem channels; blocks have 2x, 4x, 8x this
+TIME_LIMIT_MIN = 45.0  # training stops (best val weights kept) if it runs longer than this
+BATCH_SIZE = 64
+
+
+# ----------------------------------------------------------------------------------- data
+
+def list_fer2013(path: Path) -> tuple[list[Path], np.ndarray]:
+    """Every image of a FER2013 image folder, sorted, with its class index in ``FER_LABELS``."""
+    path = Path(path)
+    if not path.is_dir():
+        raise DatasetError(f"fer2013 {path}: not a folder")
+    folders = {p.name.lower(): p for p in path.iterdir() if p.is_dir()}
+    missing = [label for label in FER_LABELS if label not in folders]
+    if missing:
+        raise DatasetError(f"fer2013 {path}: missing class folder(s) {', '.join(missing)} "
+                           f"(expected {'/'.join(FER_LABELS)} with *.jpg inside)")
+    unknown = sorted(set(folders) - set(FER_LABELS))
+    if unknown:
+        raise DatasetError(f"fer2013 {path}: unknown class folder(s) {', '.join(unknown)} (expected {', '.join(FER_LABELS)})")
+    paths: list[Path] = []
+    labels: list[int] = []
+    for index, label in enumerate(FER_LABELS):
+        files = sorted(p for p in folders[label].iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        paths.extend(files)
+        labels.extend([index] * len(files))
+    if not paths:
+        raise DatasetError(f"fer2013 {path}: the class folders hold no .jpg/.png images")
+    return paths, np.asarray(labels, dtype=np.int64)
+
+
+def read_faces(paths: list[Path]) -> np.ndarray:
+    """Model inputs (n, 48, 48, 1) float32 in [0, 1]: each image through ``face_input`` with its full box."""
+    import cv2  # tools only
+
+    out = np.empty((len(paths), FACE_INPUT_SIZE, FACE_INPUT_SIZE, 1), dtype=np.float32)
+    for i, p in enumerate(paths):
+        gray = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+        if gray is None:
+            raise DatasetError(f"fer2013: {p} is not a readable image")
+        out[i] = face_input(gray, (0, 0, gray.shape[1], gray.shape[0]))
+    return out
+
+
+def load_fer2013(path: Path, cache_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray, list[Path]]:
+    """(x (n,48,48,1) float32, y (n,) int, paths); cached as uint8 in ``cache_dir`` when given.
+
+    The cache is keyed by the folder's file list, so a changed folder is read again.
+    """
+    paths, labels = list_fer2013(path)
+    key = hashlib.sha256("\n".join(str(p) for p in paths).encode()).hexdigest()[:16]
+    cache = Path(cache_dir) / f"fer2013-{key}.npz" if cache_dir else None
+    if cache is not None and cache.exists():
+        data = np.load(cache)
+        return data["x"].astype(np.float32)[..., None] / 255.0, data["y"], paths
+    t0 = time.monotonic()
+    x = read_faces(paths)
+    log.info("read %d images from %s in %.1f s", len(paths), path, time.monotonic() - t0)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        # face_input of a 48x48 image is exactly pixel/255, so uint8 holds it without loss
+        np.savez(cache, x=np.round(x[..., 0] * 255.0).astype(np.uint8), y=labels)
+    return x, labels, paths
+
+
+def stratified_split(labels: np.ndarray, seed: int = SPLIT_SEED, val_frac: float = VAL_FRAC,
+                     test_frac: float = TEST_FRAC) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, val, test) index arrays: each class shuffled with ``seed`` and cut by the fractions."""
+    rng = np.random.default_rng(seed)
+    parts: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] = ([], [], [])
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        idx = idx[rng.permutation(len(idx))]
+        n_test = int(round(len(idx) * test_frac))
+        n_val = int(round(len(idx) * val_frac))
+        parts[2].append(idx[:n_test])
+        parts[1].append(idx[n_test:n_test + n_val])
+        parts[0].append(idx[n_test + n_val:])
+    return tuple(np.sort(np.concatenate(p)) for p in parts)  # type: ignore[return-value]
+
+
+# -------------------------------------------------------------------------------- network
+
+def build_model(width: int = DEFAULT_WIDTH, blocks: int = 3, dropout: float = 0.3) -> Any:
+    """Mini-Xception-class CNN: 3x3 stem, residual separable-conv blocks, GAP, softmax over 7 classes."""
+    import tensorflow as tf  # tools only
+
+    layers = tf.keras.layers
+    inputs = tf.keras.Input((FACE_INPUT_SIZE, FACE_INPUT_SIZE, 1), name="face")
+    x = layers.Conv2D(width // 2, 3, padding="same", use_bias=False)(inputs)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    # stride 2 at once: full-resolution layers cost most of the time on a CPU and add little here
+    x = layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    for block in range(blocks):  # 24 -> 12 -> 6 -> 3 px, channels 2w, 4w, 8w
+        channels = width * 2 ** (block + 1)
+        residual = layers.Conv2D(channels, 1, strides=2, padding="same", use_bias=False)(x)
+        residual = layers.BatchNormalization()(residual)
+        x = layers.SeparableConv2D(channels, 3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+        x = layers.SeparableConv2D(channels, 3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+        x = layers.Add()([x, residual])
+        x = layers.ReLU()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(len(FER_LABELS), activation="softmax", name="emotion")(x)
+    return tf.keras.Model(inputs, outputs, name="face_fer2013")
+
+
+def _augment_fn(seed: int) -> Any:
+    """Batch augmentation: horizontal flips, shifts up to 10%, rotations up to 10 degrees, zoom +-10%."""
+    import tensorflow as tf  # tools only
+
+    layers = tf.keras.layers
+    augment = tf.keras.Sequential([
+        layers.RandomFlip("horizontal", seed=seed),
+        layers.RandomRotation(10 / 360, fill_mode="reflect", seed=seed + 1),
+        layers.RandomZoom(0.1, fill_mode="reflect", seed=seed + 2),
+        layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed + 3),
+    ], name="augment")
+    return lambda x, y: (tf.clip_by_value(augment(x, training=True), 0.0, 1.0), y)
+
+
+def _datasets(x_train, y_train, x_val, y_val, seed: int) -> tuple[Any, Any]:
+    import tensorflow as tf  # tools only
+
+    train = (tf.data.Dataset.from_tensor_slices((x_train, y_train)).cache()
+             .shuffle(len(x_train), seed=seed, reshuffle_each_iteration=True)
+             .batch(BATCH_SIZE).map(_augment_fn(seed), num_parallel_calls=tf.data.AUTOTUNE)
+             .prefetch(tf.data.AUTOTUNE))
+    val = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(256).cache().prefetch(tf.data.AUTOTUNE)
+    return train, val
+
+
+def per_class_recall(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    return {label: float(np.mean(y_pred[y_true == c] == c)) if np.any(y_true == c) else float("nan")
+            for c, label in enumerate(FER_LABELS)}
+
+
+# ---------------------------------------------------------------------------------- train
+
+def _time_limit_callback_class() -> Any:
+    import tensorflow as tf  # tools only
+
+    class TimeLimit(tf.keras.callbacks.Callback):
+        """Stop after the epoch that crosses ``limit_s`` (a shared CPU must not be held for hours)."""
+
+        def __init__(self, limit_s: float):
+            super().__init__()
+            self.limit_s = limit_s
+            self.t0 = time.monotonic()
+            self.stopped = False
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._pace_t0 = None
+
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 20:  # early pace report, so a too-slow run can be cut short
+                self._pace_t0 = time.monotonic()
+            elif batch == 100 and self._pace_t0 is not None:
+                per_step = (time.monotonic() - self._pace_t0) / 80
+                log.info("pace: %.0f ms/step, about %.0f s/epoch", per_step * 1e3,
+                         per_step * (self.params.get("steps") or 0))
+
+        def on_epoch_end(self, epoch, logs=None):
+            if time.monotonic() - self.t0 > self.limit_s:
+                log.warning("time limit %.0f min reached after epoch %d; stopping", self.limit_s / 60, epoch + 1)
+                self.model.stop_training = True
+                self.stopped = True
+
+    return TimeLimit
+
+
+def _TimeLimit(limit_s: float) -> Any:  # noqa: N802 - reads as the class it builds
+    return _time_limit_callback_class()(limit_s)
+
+
+def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Train, quantize and score the face model; write the bundle and int8 model into ``out_dir``."""
+    if kind != "fer2013":
+        raise DatasetError(f"train face: dataset kind {kind!r} not supported (use fer2013:DIR)")
+    list_fer2013(path)  # a bad layout fails here, in one line, before TensorFlow is loaded
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf  # tools only
+
+    from tools import metrics
+    from tools.quantize import save_training_bundle, write_bundle
+
+    out_dir = Path(out_dir)
+    seed = int(getattr(args, "seed", 0) or 0)
+    epochs = int(getattr(args, "epochs", None) or DEFAULT_EPOCHS)
+    width = int(getattr(args, "width", None) or DEFAULT_WIDTH)
+    tf.keras.utils.set_random_seed(seed)
+    t_start = time.monotonic()
+
+    x, y, _ = load_fer2013(path, cache_dir=out_dir / "cache")
+    i_train, i_val, i_test = stratified_split(y, seed=SPLIT_SEED)
+    log.info("fer2013 %s: %d images; train %d, val %d, test %d (stratified, seed %d)",
+             path, len(y), len(i_train), len(i_val), len(i_test), SPLIT_SEED)
+    train_ds, val_ds = _datasets(x[i_train], y[i_train], x[i_val], y[i_val], seed)
+
+    model = build_model(width=width)
+    steps = epochs * int(np.ceil(len(i_train) / BATCH_SIZE))
+    schedule = tf.keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=steps, warmup_target=None)
+    model.compile(optimizer=tf.keras.optimizers.Adam(schedule),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.summary(print_fn=log.info)
+    patience = max(8, epochs // 5)
+    time_limit_min = float(getattr(args, "time_limit_min", None) or TIME_LIMIT_MIN)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    time_limit = _TimeLimit(time_limit_min * 60.0)
+    history = model.fit(
+        train_ds, validation_data=val_ds, epochs=epochs, verbose=2,
+        callbacks=[tf.keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=patience,
+                                                    restore_best_weights=True),
+                   tf.keras.callbacks.CSVLogger(str(out_dir / "face.history.csv")),
+                   time_limit])
+    epochs_run = len(history.history["loss"])
+    best_epoch = int(np.argmax(history.history["val_accuracy"])) + 1
+    val_accuracy = list(history.history["val_accuracy"])
+    train_minutes = (time.monotonic() - t_start) / 60.0
+
+    draft: dict[str, Any] = {
+        "name": "face",
+        "version": "1.0.0",
+        "task": "classification",
+        "labels": list(FER_LABELS),
+        "input": {"shape": [1, FACE_INPUT_SIZE, FACE_INPUT_SIZE, 1], "range": [0.0, 1.0],
+                  "features": "edge.features.face.face_input"},
+        "outputs": [{"name": label, "index": i, "range": [0.0, 1.0], "meaning": f"probability of {label}"}
+                    for i, label in enumerate(FER_LABELS)],
+        "preprocessing": {"features": "edge.features.face.face_input", "input_size": [FACE_INPUT_SIZE, FACE_INPUT_SIZE],
+                          "scale": "1/255", "detector": "opencv haar frontalface_default"},
+        "training": {
+            "data": f"FER2013 train folders ({path.name}), {len(y)} images",
+            "split": (f"stratified per class, seed {SPLIT_SEED}: {1 - VAL_FRAC - TEST_FRAC:.0%} train / "
+                      f"{VAL_FRAC:.0%} val (early stopping) / {TEST_FRAC:.0%} test (scored once); "
+                      "FER2013 has no subject IDs, so identity leakage between parts cannot be excluded"),
+            "subjects_train": None, "subjects_test": None,
+            "seed": seed, "n_train": int(len(i_train)), "n_val": int(len(i_val)), "n_test": int(len(i_test)),
+            "epochs": epochs_run, "epochs_planned": epochs, "best_epoch": best_epoch,
+            "params": int(model.count_params()), "width": width, "batch_size": BATCH_SIZE,
+            "augmentation": "flip, rotation 10 deg, zoom 10%, shift 10%", "class_weights": None,
+            "time_limit_min": time_limit_min, "stopped_by_time_limit": time_limit.stopped,
+            "train_minutes": round(train_minutes, 1),
+        },
+    }
+    rng = np.random.default_rng(seed)
+    x_calib = x[i_train][rng.choice(len(i_train), size=min(500, len(i_train)), replace=False)]
+    x_test, y_test = x[i_test], y[i_test]
+    save_training_bundle(out_dir, "face", model, draft, x_calib, x_test, y_test)
+    manifest = write_bundle(out_dir, "face", model, draft, x_calib, x_test, y_test, report=log.info)
+
+    # per-class recall of both variants on the held-out test part, into the manifest and the log
+    from edge.models import TFLiteModel
+
+    test_metrics: dict[str, Any] = {}
+    for variant in ("float", "int8"):
+        probs = TFLiteModel(out_dir / "face.tflite", variant=variant).predict_batch(x_test)
+        pred = np.argmax(probs, axis=1)
+        test_metrics[variant] = dict(metrics.classification_metrics(y_test, probs),
+                                     per_class_recall=per_class_recall(y_test, pred))
+        log.info("held-out test, %s: accuracy %.4f, macro-F1 %.4f", variant,
+                 test_metrics[variant]["accuracy"], test_metrics[variant]["macro_f1"])
+    manifest.setdefault("metrics", {})["heldout_test"] = test_metrics
+    manifest["metrics"]["val_accuracy_best"] = float(max(val_accuracy))
+    (out_dir / "face.json").write_text(json.dumps(manifest, indent=2))
+    return manifest
