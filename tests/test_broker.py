@@ -509,7 +509,7 @@ def test_start_on_a_busy_port_says_which_port():
 
 
 def test_a_subscriber_that_stops_reading_does_not_stall_the_others(caplog):
-    with EmbeddedBroker(max_buffer_bytes=64 * 1024) as small:
+    with EmbeddedBroker(max_buffer_bytes=1024 * 1024) as small:
         stalled = socket.socket()
         stalled.setsockopt(
             socket.SOL_SOCKET, socket.SO_RCVBUF, 4096
