@@ -5,21 +5,24 @@
 
 PYTHON ?= python3
 VENV   ?= .venv
-BIN    := $(VENV)/bin
+BIN    := $(abspath $(VENV))/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 ARGS   ?=
 
-.PHONY: run test setup setup-test bench lint clean
+.PHONY: run test setup setup-test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 
+# The second install refreshes the package itself (same version number, new code).
 setup: $(BIN)/python
-	$(PIP) install --no-deps --force-reinstall . >/dev/null 2>&1 || true
+	rm -rf build
 	$(PIP) install .
+	$(PIP) install --no-deps --force-reinstall .
 
 setup-test: $(BIN)/python
+	rm -rf build
 	$(PIP) install ".[test,train]"
 	$(PIP) install --no-deps --force-reinstall .
 
@@ -28,7 +31,7 @@ run: setup
 
 # --import-mode=importlib keeps the repo off sys.path: tests import the installed package.
 test: setup-test
-	cd tests && ../$(BIN)/python -m pytest --import-mode=importlib -p no:cacheprovider -q $(ARGS) .
+	cd tests && $(BIN)/python -m pytest --import-mode=importlib -p no:cacheprovider -q $(ARGS) .
 
 bench: setup
 	$(BIN)/emotion-edge bench $(ARGS)
