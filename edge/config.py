@@ -1,0 +1,397 @@
+"""The daemon's configuration: one typed, frozen structure, defaults in one place, every key checked.
+
+Loaded from TOML (``--config FILE``), then command-line flags override the file. A bad key or
+value is refused with one line naming it, e.g.::
+
+    config: windows.eda.length_s: must be > 0, got -5
+    config: unknown key 'mqtt.brokr' (known: broker, topic_prefix, ...)
+
+``format_config`` prints the config in force back as TOML (``emotion-edge run --print-config``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from edge.errors import ConfigError
+from edge.stream import MODALITIES
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+
+def default_state_dir() -> str:
+    """$EMOTION_EDGE_STATE_DIR, else $XDG_STATE_HOME/emotion-edge, else ~/.local/state/emotion-edge."""
+    override = os.environ.get("EMOTION_EDGE_STATE_DIR")
+    if override:
+        return override
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(base) / "emotion-edge")
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    device_id: str = "wearable-1"
+    sources: tuple[str, ...] = ("simulate",)
+    speed: float | None = 1.0  # replay/simulate pacing; None = as fast as possible ("max")
+    duration_s: float = math.inf  # wall-clock run time; inf = until the sources end or a signal; 0 = start and stop
+    state_dir: str = field(default_factory=default_state_dir)
+    modalities: tuple[str, ...] = MODALITIES  # which models to load and fuse
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    broker: str = "mqtt://127.0.0.1:1883"
+    topic_prefix: str = "emotion-edge"
+    username: str = ""  # "" = the URL's user (if any)
+    password_file: str = ""  # first line = the password (else the URL's, else $EMOTION_EDGE_MQTT_PASSWORD)
+    client_id: str = ""  # "" = derived from the device id by the publisher
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    allow_plaintext_remote: bool = False
+    publish_modalities: bool = True  # also publish <prefix>/<device>/modality/<name>
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """Sliding window of one modality, on the source's clock. 0 = the model manifest's value."""
+
+    length_s: float = 0.0
+    hop_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class WindowsConfig:
+    face: WindowConfig = WindowConfig()
+    eda: WindowConfig = WindowConfig()
+    cardiac: WindowConfig = WindowConfig()
+    eeg: WindowConfig = WindowConfig()
+
+    def for_modality(self, name: str) -> WindowConfig:
+        return getattr(self, name)
+
+
+@dataclass(frozen=True)
+class ReliabilityConfig:
+    """Per-modality prior weight in [0, 1] (from the model cards' held-out validation figures)."""
+
+    face: float = 0.6
+    eda: float = 0.8
+    cardiac: float = 0.7
+    eeg: float = 0.5
+
+    def for_modality(self, name: str) -> float:
+        return float(getattr(self, name))
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    hop_s: float = 5.0  # one fused state per hop of the source clock
+    stale_hops: float = 2.0  # an estimate older than stale_hops x its modality hop + stale_slack_s is stale
+    stale_slack_s: float = 2.0
+    smoothing_tau_s: float = 10.0  # exponential smoothing time constant (source clock); 0 = off
+    stress_threshold: float = 0.6  # label "stressed" at or above this fused stress
+    neutral_radius: float = 0.25  # label "neutral" inside this V/A radius
+    max_lag_s: float = 10.0  # a stream this far behind the newest one no longer holds fusion back
+    reliability: ReliabilityConfig = ReliabilityConfig()
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    rest_s: float = 0.0  # first N seconds (source clock) are a rest period; 0 = no calibration
+    rest_stress: float = 0.2  # stress level the rest period maps to after calibration
+
+
+@dataclass(frozen=True)
+class FaceConfig:
+    max_frames_per_window: int = 5  # newest frames scored per face window
+    min_face_px: int = 48  # smallest face side searched for, in full-resolution pixels
+    detect_width_px: int = 320  # frames wider than this are scaled down for detection (0 = never)
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    dir: str = ""  # "" = $EMOTION_EDGE_MODELS_DIR or the shipped models
+    num_threads: int = 1
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Prometheus health figures (edge.metrics): off unless enabled or a textfile is given."""
+
+    enabled: bool = False  # serve http://host:port/metrics
+    host: str = "127.0.0.1"
+    port: int = 9108
+    textfile: str = ""  # also write them here (node_exporter textfile collector); "" = no
+    interval_s: float = 15.0  # how often source/broker figures are refreshed (and the textfile written)
+
+
+@dataclass(frozen=True)
+class Config:
+    daemon: DaemonConfig = DaemonConfig()
+    mqtt: MqttConfig = MqttConfig()
+    windows: WindowsConfig = WindowsConfig()
+    fusion: FusionConfig = FusionConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
+    face: FaceConfig = FaceConfig()
+    models: ModelsConfig = ModelsConfig()
+    metrics: MetricsConfig = MetricsConfig()
+
+
+# -- validation ---------------------------------------------------------------------------------
+
+def _check_positive(path: str, value: float, allow_zero: bool = False) -> None:
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"config: {path}: must be {'>= 0' if allow_zero else '> 0'}, got {value:g}")
+
+
+def _check_unit(path: str, value: float) -> None:
+    if not (0.0 <= value <= 1.0):
+        raise ConfigError(f"config: {path}: must be in [0, 1], got {value:g}")
+
+
+def parse_speed(value: Any, path: str = "daemon.speed") -> float | None:
+    """``max`` (or ``inf``) -> None (as fast as possible); a number > 0 -> that factor."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value.strip().lower() in ("max", "inf", "unlimited"):
+            return None
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigError(f"config: {path}: expected a number > 0 or 'max', got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"config: {path}: expected a number > 0 or 'max', got {value!r}")
+    if math.isinf(value) and value > 0:
+        return None
+    _check_positive(path, float(value))
+    return float(value)
+
+
+def _coerce(path: str, expected: Any, value: Any) -> Any:
+    """Check ``value`` against the field's annotated type; return it in that type."""
+    if expected in ("float", float) or expected == "float | None":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config: {path}: expected a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if expected in ("int", int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config: {path}: expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if expected in ("bool", bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"config: {path}: expected true or false, got {value!r}")
+        return value
+    if expected in ("str", str):
+        if not isinstance(value, str):
+            raise ConfigError(f"config: {path}: expected a string, got {type(value).__name__} {value!r}")
+        return value
+    if expected == "tuple[str, ...]":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"config: {path}: expected a list of strings, got {value!r}")
+        return tuple(value)
+    raise ConfigError(f"config: {path}: unsupported type {expected}")  # pragma: no cover
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    """Build dataclass ``cls`` from a TOML table, refusing unknown keys and mistyped values."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config: {prefix.rstrip('.') or 'top level'}: expected a table, got {data!r}")
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        raise ConfigError(f"config: unknown key '{prefix}{unknown[0]}' (known: {', '.join(fields)})")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        f = fields[name]
+        path = f"{prefix}{name}"
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _build(type(default), value, path + ".")
+        elif path == "daemon.speed":
+            kwargs[name] = parse_speed(value, path)
+        else:
+            kwargs[name] = _coerce(path, f.type, value)
+    return cls(**kwargs)
+
+
+def validate(config: Config) -> Config:
+    """Range checks across the whole structure (types were checked while building)."""
+    from edge.publish import parse_broker_url  # noqa: PLC0415 - the MQTT helper's module
+
+    d = config.daemon
+    if not d.device_id or any(c in d.device_id for c in "/+#") or not d.device_id.isprintable():
+        raise ConfigError(f"config: daemon.device_id: must be non-empty without '/', '+' or '#', got {d.device_id!r}")
+    if not d.sources:
+        raise ConfigError("config: daemon.sources: at least one source is needed (e.g. 'simulate')")
+    from firmware_bridge.devices import parse_spec  # noqa: PLC0415
+
+    for i, spec in enumerate(d.sources):
+        try:
+            parse_spec(spec)
+        except Exception as exc:  # SourceError: one line naming the spec
+            raise ConfigError(f"config: daemon.sources[{i}]: {exc}") from None
+    if not (d.duration_s >= 0):  # inf allowed: run until the sources end
+        raise ConfigError(f"config: daemon.duration_s: must be >= 0 (or inf), got {d.duration_s:g}")
+    for name in d.modalities:
+        if name not in MODALITIES:
+            raise ConfigError(f"config: daemon.modalities: unknown modality {name!r} (known: {', '.join(MODALITIES)})")
+    try:
+        parse_broker_url(config.mqtt.broker)
+    except ConfigError as exc:
+        raise ConfigError(f"config: mqtt.broker: {exc}") from None
+    if not config.mqtt.topic_prefix or any(c in config.mqtt.topic_prefix for c in "+#"):
+        raise ConfigError(f"config: mqtt.topic_prefix: must be non-empty without '+' or '#', got {config.mqtt.topic_prefix!r}")
+    for name in MODALITIES:
+        w = config.windows.for_modality(name)
+        _check_positive(f"windows.{name}.length_s", w.length_s, allow_zero=True)
+        _check_positive(f"windows.{name}.hop_s", w.hop_s, allow_zero=True)
+        if w.length_s and w.hop_s and w.hop_s > w.length_s:
+            raise ConfigError(f"config: windows.{name}.hop_s: must be <= length_s ({w.length_s:g}), got {w.hop_s:g}")
+        _check_unit(f"fusion.reliability.{name}", config.fusion.reliability.for_modality(name))
+    f = config.fusion
+    _check_positive("fusion.hop_s", f.hop_s)
+    _check_positive("fusion.stale_hops", f.stale_hops)
+    _check_positive("fusion.stale_slack_s", f.stale_slack_s, allow_zero=True)
+    _check_positive("fusion.smoothing_tau_s", f.smoothing_tau_s, allow_zero=True)
+    _check_positive("fusion.max_lag_s", f.max_lag_s)
+    _check_unit("fusion.stress_threshold", f.stress_threshold)
+    _check_positive("fusion.neutral_radius", f.neutral_radius, allow_zero=True)
+    _check_positive("calibration.rest_s", config.calibration.rest_s, allow_zero=True)
+    _check_unit("calibration.rest_stress", config.calibration.rest_stress)
+    if config.face.max_frames_per_window < 1:
+        raise ConfigError(f"config: face.max_frames_per_window: must be >= 1, got {config.face.max_frames_per_window}")
+    if config.face.min_face_px < 8:
+        raise ConfigError(f"config: face.min_face_px: must be >= 8, got {config.face.min_face_px}")
+    if config.face.detect_width_px and config.face.detect_width_px < 64:
+        raise ConfigError(f"config: face.detect_width_px: must be 0 or >= 64, got {config.face.detect_width_px}")
+    if not (0 < config.metrics.port < 65536):
+        raise ConfigError(f"config: metrics.port: must be in 1..65535, got {config.metrics.port}")
+    _check_positive("metrics.interval_s", config.metrics.interval_s)
+    if config.models.num_threads < 1:
+        raise ConfigError(f"config: models.num_threads: must be >= 1, got {config.models.num_threads}")
+    return config
+
+
+def from_mapping(data: Mapping[str, Any]) -> Config:
+    """A validated ``Config`` from a parsed TOML document (missing keys take their defaults)."""
+    return validate(_build(Config, data, ""))
+
+
+def load_config(path: Path | str | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read TOML ``path`` (None = defaults only), apply ``overrides`` ({"daemon.speed": None, ...}), validate.
+
+    Overrides are dotted keys as given on the command line; they replace the file's values.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config: {path}: file not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config: {path}: not valid TOML ({exc})") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config: {path}: cannot read ({exc})") from None
+    config = _build(Config, data, "")
+    for dotted, value in (overrides or {}).items():
+        config = replace_dotted(config, dotted, value)
+    return validate(config)
+
+
+def replace_dotted(config: Any, dotted: str, value: Any) -> Any:
+    """Return a copy of the frozen ``config`` with the field at ``a.b.c`` set to ``value``."""
+    head, _, rest = dotted.partition(".")
+    if not rest:
+        return dataclasses.replace(config, **{head: value})
+    return dataclasses.replace(config, **{head: replace_dotted(getattr(config, head), rest, value)})
+
+
+PASSWORD_ENV = "EMOTION_EDGE_MQTT_PASSWORD"
+
+
+def broker_address(mqtt: MqttConfig) -> Any:
+    """The publisher's ``BrokerAddress`` with credentials resolved, so no password need sit in a URL.
+
+    Username: the URL's, else ``mqtt.username``. Password: the URL's, else the first line of
+    ``mqtt.password_file``, else ``$EMOTION_EDGE_MQTT_PASSWORD`` (e.g. from a systemd
+    EnvironmentFile), else none. An unreadable password file is a one-line ``ConfigError``.
+    """
+    from edge.publish import parse_broker_url  # noqa: PLC0415
+
+    address = parse_broker_url(mqtt.broker)
+    username = address.username or mqtt.username or None
+    password = address.password
+    if password is None and mqtt.password_file:
+        try:
+            lines = Path(mqtt.password_file).expanduser().read_text().splitlines()
+        except OSError as exc:
+            raise ConfigError(f"config: mqtt.password_file: cannot read {mqtt.password_file} "
+                              f"({exc.strerror or exc})") from None
+        password = lines[0] if lines else ""
+    if password is None:
+        password = os.environ.get(PASSWORD_ENV)
+    if username is None:
+        password = None  # MQTT 3.1.1: no password without a username
+    return dataclasses.replace(address, username=username, password=password)
+
+
+# -- printing -------------------------------------------------------------------------------------
+
+def _toml_value(value: Any) -> str:
+    if value is None:
+        return '"max"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def format_config(config: Config) -> str:
+    """The config in force as TOML (passwords in the broker URL masked)."""
+    lines: list[str] = []
+
+    def emit(obj: Any, table: str) -> None:
+        scalars = [(f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                   if not dataclasses.is_dataclass(getattr(obj, f.name))]
+        if scalars:
+            lines.append(f"[{table}]")
+            for name, value in scalars:
+                if table == "mqtt" and name == "broker":
+                    value = mask_password(value)
+                lines.append(f"{name} = {_toml_value(value)}")
+            lines.append("")
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                emit(value, f"{table}.{f.name}" if table else f.name)
+
+    emit(config, "")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def mask_password(url: str) -> str:
+    """``mqtt://user:secret@host`` -> ``mqtt://user:***@host``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user, colon, _ = creds.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{host}"

@@ -1,0 +1,340 @@
+"""Per-modality estimators: a window of samples -> features -> model -> ``ModalityEstimate``.
+
+One estimator per modality; each takes the windows of the streams feeding it (``StreamWindow``,
+cut from the ring buffers on the source clock) and returns a frozen ``ModalityEstimate`` or
+raises ``EstimateUnavailable`` with the reason (too few beats, no face in view, ...), which the
+daemon reports in the state's ``missing_reasons``. Features come from ``edge.features`` — the
+same code the models were trained on.
+
+Confidence (how sure the model is, [0, 1]):
+- stress models (eda, cardiac): 0.2 + 0.8 |2p - 1| — a p of 0.5 says little but is not nothing;
+- face: the mean top-class probability over the scored frames;
+- eeg (valence/arousal regression): 0.5 + 0.5 min(1, |(v, a)|).
+Quality ([0, 1]): the feature module's signal quality x the window's data coverage
+(``edge.quality.combine_quality``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from edge.fusion import ModalityEstimate
+from edge.quality import combine_quality, coverage
+from edge.windows import WindowSpec
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ModalityEstimate", "EstimateUnavailable", "StreamWindow", "FrameWindow", "Estimator",
+           "EdaEstimator", "CardiacEstimator", "EegEstimator", "FaceEstimator", "DEFAULT_WINDOWS",
+           "MODALITY_STREAMS", "make_estimator"]
+
+# Streams feeding each modality, best first (a modality uses the best stream with a usable window).
+MODALITY_STREAMS: dict[str, tuple[str, ...]] = {
+    "eeg": ("eeg",),
+    "cardiac": ("ecg", "bvp", "ibi"),
+    "eda": ("eda",),
+    "face": ("video",),
+}
+# (length_s, hop_s) when neither the config nor the model's manifest says.
+DEFAULT_WINDOWS: dict[str, tuple[float, float]] = {
+    "face": (1.0, 1.0), "eda": (60.0, 5.0), "cardiac": (60.0, 5.0), "eeg": (4.0, 2.0),
+}
+
+
+class EstimateUnavailable(Exception):
+    """No estimate for this window; ``str(exc)`` is the reason shown in ``missing_reasons``."""
+
+
+@dataclass(frozen=True)
+class StreamWindow:
+    """Samples of one stream in ``[start_unix, end_unix)``: values (n, channels), times (n,)."""
+
+    stream: str
+    start_unix: float
+    end_unix: float
+    rate_hz: float  # 0 for event streams (ibi)
+    times: np.ndarray
+    values: np.ndarray
+    channels: tuple[str, ...] = ("ch0",)
+
+    @property
+    def coverage(self) -> float:
+        if self.rate_hz <= 0:
+            return 1.0 if len(self.times) else 0.0
+        return coverage(len(self.times), self.rate_hz, self.end_unix - self.start_unix)
+
+
+@dataclass(frozen=True)
+class FrameWindow:
+    """Gray frames (uint8, 2-D) with their times in ``[start_unix, end_unix)``."""
+
+    start_unix: float
+    end_unix: float
+    times: Sequence[float]
+    frames: Sequence[np.ndarray]
+
+
+class Estimator:
+    """Base: holds the verified model and the window; subclasses turn windows into estimates."""
+
+    modality = ""
+
+    def __init__(self, model: Any, window: WindowSpec):
+        self.model = model
+        self.window = window
+        self.version = str(getattr(model, "version", "0"))
+
+    def _finish(self, end_unix: float, outputs: Mapping[str, Any], confidence: float, quality: float,
+                **affect: float | None) -> ModalityEstimate:
+        return ModalityEstimate(self.modality, float(end_unix), dict(outputs), confidence=float(np.clip(confidence, 0, 1)),
+                                quality=float(np.clip(quality, 0, 1)), model_version=self.version,
+                                window_s=self.window.length_s, hop_s=self.window.hop_s, **affect)
+
+    def _predict(self, features: np.ndarray) -> np.ndarray:
+        if not np.all(np.isfinite(features)):
+            raise EstimateUnavailable("window too short or signal unusable for features")
+        return np.asarray(self.model.predict(features), dtype=np.float32).reshape(-1)
+
+    def estimate(self, end_unix: float, windows: Mapping[str, Any]) -> ModalityEstimate:
+        raise NotImplementedError
+
+
+def _stress_confidence(p: float) -> float:
+    return 0.2 + 0.8 * abs(2.0 * p - 1.0)
+
+
+class EdaEstimator(Estimator):
+    modality = "eda"
+
+    def __init__(self, model: Any, window: WindowSpec):
+        super().__init__(model, window)
+        from edge.features import eda  # noqa: PLC0415 - numpy only, imported when the model is
+
+        self._features, self._quality = eda.eda_features, eda.eda_quality
+
+    def estimate(self, end_unix: float, windows: Mapping[str, StreamWindow]) -> ModalityEstimate:
+        w = windows.get("eda")
+        if w is None or len(w.times) == 0:
+            raise EstimateUnavailable("no eda samples in the window")
+        x = w.values[:, 0].astype(np.float64)
+        quality = combine_quality(self._quality(x, w.rate_hz), w.coverage)
+        if quality <= 0:
+            raise EstimateUnavailable(f"eda signal unusable (coverage {w.coverage:.0%})")
+        p = float(np.clip(self._predict(self._features(x, w.rate_hz))[0], 0.0, 1.0))
+        return self._finish(end_unix, {"stress": round(p, 4)}, _stress_confidence(p), quality, stress=p)
+
+
+class CardiacEstimator(Estimator):
+    modality = "cardiac"
+
+    def __init__(self, model: Any, window: WindowSpec):
+        super().__init__(model, window)
+        from edge.features import cardiac  # noqa: PLC0415
+
+        self._c = cardiac
+        self._beats: dict[str, tuple[np.ndarray, float]] = {}  # stream -> (sure beat times, sure up to)
+
+    # Beats are found once, not once per window: a 300-s window slid by 5 s would otherwise run
+    # the detector over the same samples 60 times. Each call detects on the new data plus
+    # CONTEXT_S before it (the detector's filters and adaptive threshold settle within that),
+    # keeps the beats it is sure of (older than EDGE_S before the window's end) and takes the
+    # newest EDGE_S provisionally, to be re-detected with more context next time.
+    CONTEXT_S = 10.0
+    EDGE_S = 1.5
+
+    def _detect(self, stream: str, signal: np.ndarray, rate_hz: float) -> np.ndarray:
+        c = self._c
+        beats = c.ecg_r_peaks(signal, rate_hz) if stream == "ecg" else c.bvp_beats(signal, rate_hz)
+        beats = np.asarray(beats, dtype=np.int64)
+        return beats[(beats >= 0) & (beats < len(signal))]
+
+    def beat_times_of(self, w: StreamWindow) -> np.ndarray:
+        """Beat times (unix s) in the window, reusing the beats found in earlier, overlapping windows."""
+        cache = self._beats.get(w.stream)
+        incremental = (cache is not None and w.start_unix <= cache[1] - self.CONTEXT_S and cache[1] <= w.end_unix)
+        if incremental:
+            known, sure_until = cache
+            seg = w.times >= sure_until - self.CONTEXT_S
+        else:
+            known, sure_until = np.zeros(0), -np.inf
+            seg = np.ones(len(w.times), bool)
+        times = w.times[seg]
+        found = times[self._detect(w.stream, w.values[seg, 0].astype(np.float64), w.rate_hz)] if len(times) > 8 else np.zeros(0)
+        cutoff = w.end_unix - self.EDGE_S
+        new_sure = found[(found >= sure_until) & (found < cutoff)]
+        known = np.concatenate([known[known >= w.start_unix], new_sure])
+        self._beats[w.stream] = (known, max(cutoff, sure_until))
+        provisional = found[found >= max(cutoff, sure_until)]
+        return np.concatenate([known, provisional])
+
+    def ibi_of(self, w: StreamWindow) -> tuple[np.ndarray, np.ndarray]:
+        """(IBIs in ms, time of the beat ending each IBI in unix s) from one stream's window."""
+        if w.stream == "ibi":
+            return w.values[:, 0].astype(np.float64), w.times.astype(np.float64)
+        beat_times = self.beat_times_of(w)
+        return self._c.beats_to_ibi_ms(beat_times), beat_times[1:]
+
+    def estimate(self, end_unix: float, windows: Mapping[str, StreamWindow]) -> ModalityEstimate:
+        reasons = []
+        for stream in MODALITY_STREAMS["cardiac"]:
+            w = windows.get(stream)
+            if w is None:
+                continue
+            if len(w.times) < 2:
+                reasons.append(f"no {stream} samples in the window")
+                continue
+            ibi_ms, beat_times = self.ibi_of(w)
+            quality = combine_quality(self._c.cardiac_quality(ibi_ms), w.coverage)
+            if quality <= 0 or len(ibi_ms) < 2:
+                reasons.append(f"{stream}: too few plausible beats ({len(ibi_ms)} intervals)")
+                continue
+            features = self._c.hrv_features(ibi_ms, beat_times - beat_times[0])
+            if not np.all(np.isfinite(features)):
+                reasons.append(f"{stream}: too few valid beats for HRV")
+                continue
+            p = float(np.clip(self._predict(features)[0], 0.0, 1.0))
+            valid = ibi_ms[self._c.valid_ibi_mask(ibi_ms)] if hasattr(self._c, "valid_ibi_mask") else ibi_ms
+            outputs = {"stress": round(p, 4), "hr_bpm": round(float(60000.0 / np.mean(valid)), 1) if len(valid) else None,
+                       "source_stream": stream}
+            return self._finish(end_unix, {k: v for k, v in outputs.items() if v is not None},
+                                _stress_confidence(p), quality, stress=p)
+        raise EstimateUnavailable("; ".join(reasons) or "no cardiac stream in the window")
+
+
+class EegEstimator(Estimator):
+    modality = "eeg"
+
+    def __init__(self, model: Any, window: WindowSpec):
+        super().__init__(model, window)
+        from edge.features import eeg  # noqa: PLC0415
+
+        self._features, self._quality = eeg.eeg_features, eeg.eeg_quality
+
+    def estimate(self, end_unix: float, windows: Mapping[str, StreamWindow]) -> ModalityEstimate:
+        from edge.errors import ConfigError  # noqa: PLC0415
+
+        w = windows.get("eeg")
+        if w is None or len(w.times) < 2:
+            raise EstimateUnavailable("no eeg samples in the window")
+        x = w.values.astype(np.float64)
+        quality = combine_quality(self._quality(x, w.rate_hz), w.coverage)
+        if quality <= 0:
+            raise EstimateUnavailable(f"eeg signal unusable (coverage {w.coverage:.0%})")
+        try:
+            features = self._features(x, w.rate_hz, w.channels)
+        except ConfigError as exc:  # no frontal pair, rate too low: a property of the device
+            raise EstimateUnavailable(str(exc)) from None
+        out = self._predict(features)
+        v, a = float(np.clip(out[0], -1, 1)), float(np.clip(out[1], -1, 1))
+        confidence = 0.5 + 0.5 * min(1.0, float(np.hypot(v, a)))
+        return self._finish(end_unix, {"valence": round(v, 4), "arousal": round(a, 4)}, confidence, quality,
+                            valence=v, arousal=a)
+
+
+class FaceEstimator(Estimator):
+    modality = "face"
+
+    def __init__(self, model: Any, window: WindowSpec, max_frames: int = 5, min_face_px: int = 48,
+                 detect_width_px: int = 320):
+        super().__init__(model, window)
+        from edge.features import face  # noqa: PLC0415 - imports cv2 lazily itself
+
+        self._face = face
+        self.labels = tuple(getattr(model, "labels", None) or face.FER_LABELS)
+        self.min_face_px = int(min_face_px)
+        self.detector = face.FaceDetector(min_face_px=min_face_px)
+        self.max_frames = int(max_frames)
+        self.detect_width_px = int(detect_width_px)
+
+    def score_frame(self, gray: np.ndarray) -> tuple[np.ndarray, float] | None:
+        """(class probabilities, face quality) of the largest face in one gray frame, or None.
+
+        The Haar detector runs on a copy scaled down to ``detect_width_px`` (its cost grows with
+        the pixel count; a face that is ``min_face_px`` at full size is still found); the model's
+        input is cut from the full-resolution frame.
+        """
+        h, w = gray.shape[:2]
+        scale = 1.0
+        small = gray
+        if self.detect_width_px and w > self.detect_width_px:
+            import cv2  # noqa: PLC0415
+
+            scale = self.detect_width_px / w
+            small = cv2.resize(gray, (self.detect_width_px, max(1, int(round(h * scale)))), interpolation=cv2.INTER_AREA)
+        self.detector.min_face_px = max(16, int(self.min_face_px * scale))
+        boxes = self.detector.detect(small)
+        if not boxes:
+            return None
+        x, y, bw, bh = boxes[0]
+        box = (int(x / scale), int(y / scale), int(round(bw / scale)), int(round(bh / scale)))
+        probs = np.asarray(self.model.predict(self._face.face_input(gray, box)), dtype=np.float64)
+        return probs, float(self._face.face_quality(gray, box))
+
+    def estimate(self, end_unix: float, windows: Mapping[str, FrameWindow]) -> ModalityEstimate:
+        w = windows.get("video")
+        if w is None or not w.frames:
+            raise EstimateUnavailable("no camera frames in the window")
+        frames = list(w.frames)
+        if len(frames) > self.max_frames:  # evenly spread over the window, newest included
+            idx = np.linspace(len(frames) - 1, 0, self.max_frames).round().astype(int)[::-1]
+            frames = [frames[i] for i in idx]
+        probs, qualities = [], []
+        for gray in frames:
+            scored = self.score_frame(gray)
+            if scored is None:
+                continue
+            probs.append(scored[0])
+            qualities.append(scored[1])
+        if not probs:
+            raise EstimateUnavailable(f"no face in view ({len(frames)} frames)")
+        mean = np.mean(probs, axis=0)
+        mean = mean / mean.sum() if mean.sum() > 0 else mean
+        found_fraction = len(probs) / len(frames)
+        quality = float(np.mean(qualities)) * found_fraction
+        confidence = float(np.mean([p.max() for p in probs]))
+        distribution = {label: round(float(p), 4) for label, p in zip(self.labels, mean)}
+        top = self.labels[int(np.argmax(mean))]
+        return self._finish(end_unix, {"label": top, "probs": distribution}, confidence, quality)
+
+
+# The feature-name tuple each modality's model must have been trained on.
+FEATURE_NAMES = {"eda": ("edge.features.eda", "EDA_FEATURE_NAMES"),
+                 "cardiac": ("edge.features.cardiac", "CARDIAC_FEATURE_NAMES"),
+                 "eeg": ("edge.features.eeg", "EEG_FEATURE_NAMES")}
+
+
+def check_feature_names(modality: str, manifest: Mapping[str, Any]) -> None:
+    """Refuse a model trained on other features than this code computes (one line naming both)."""
+    from edge.errors import ModelIntegrityError  # noqa: PLC0415
+
+    if modality not in FEATURE_NAMES:
+        return
+    import importlib  # noqa: PLC0415
+
+    module_name, attr = FEATURE_NAMES[modality]
+    ours = tuple(getattr(importlib.import_module(module_name), attr))
+    theirs = tuple((manifest.get("preprocessing") or {}).get("feature_names") or ())
+    if theirs and theirs != ours:
+        diff = sorted(set(theirs) ^ set(ours))[:3]
+        raise ModelIntegrityError(
+            f"model {modality}: trained on {len(theirs)} features, {module_name} computes {len(ours)} "
+            f"(differing: {', '.join(diff) or 'order'}); retrain or update the model")
+
+
+def make_estimator(modality: str, model: Any, window: WindowSpec, *, max_frames: int = 5,
+                   min_face_px: int = 48, detect_width_px: int = 320) -> Estimator:
+    check_feature_names(modality, getattr(model, "manifest", {}) or {})
+    if modality == "eda":
+        return EdaEstimator(model, window)
+    if modality == "cardiac":
+        return CardiacEstimator(model, window)
+    if modality == "eeg":
+        return EegEstimator(model, window)
+    if modality == "face":
+        return FaceEstimator(model, window, max_frames=max_frames, min_face_px=min_face_px,
+                             detect_width_px=detect_width_px)
+    raise ValueError(f"unknown modality {modality!r}")

@@ -1,0 +1,172 @@
+"""Ring buffers per stream and sliding windows per modality, on the source's clock.
+
+A ``StreamBuffer`` keeps the newest samples of one stream (values and each sample's time) in
+preallocated numpy arrays; it never grows. A ``WindowClock`` says which windows
+``[end - length_s, end)`` have completed once a stream's data has passed their end. Window ends
+sit on a grid ``first_end + k * hop_s`` so they are reproducible for a given recording.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.stream import SampleBlock
+
+
+class StreamBuffer:
+    """The newest ``capacity`` samples of one stream: ``(capacity, channels)`` values + times.
+
+    Storage is ``2 * capacity`` rows; when the write position reaches the end, the newest
+    ``capacity`` rows are moved to the front (one memmove, amortised O(1) per sample), so every
+    read is a contiguous slice and memory stays bounded.
+    """
+
+    def __init__(self, capacity: int, n_channels: int, dtype: type = np.float32):
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = int(capacity)
+        self.n_channels = int(n_channels)
+        self._values = np.zeros((2 * self.capacity, self.n_channels), dtype=dtype)
+        self._times = np.zeros(2 * self.capacity, dtype=np.float64)
+        self._start = 0
+        self._stop = 0
+        self.total_samples = 0  # ever appended
+        self.lost_samples = 0  # ever reported lost by the source
+
+    def __len__(self) -> int:
+        return self._stop - self._start
+
+    @property
+    def nbytes(self) -> int:
+        return self._values.nbytes + self._times.nbytes
+
+    @property
+    def last_time(self) -> float | None:
+        return float(self._times[self._stop - 1]) if len(self) else None
+
+    def append(self, times: np.ndarray, values: np.ndarray) -> None:
+        """Append samples (times in unix s, increasing); keeps only the newest ``capacity``."""
+        values = np.asarray(values)
+        if values.ndim == 1:
+            values = values[:, None]
+        n = values.shape[0]
+        if n == 0:
+            return
+        if values.shape[1] != self.n_channels:
+            raise ValueError(f"expected {self.n_channels} channels, got {values.shape[1]}")
+        self.total_samples += n
+        if n >= self.capacity:
+            times, values = times[-self.capacity:], values[-self.capacity:]
+            self._times[: self.capacity] = times
+            self._values[: self.capacity] = values
+            self._start, self._stop = 0, self.capacity
+            return
+        if self._stop + n > 2 * self.capacity:
+            keep = min(len(self), self.capacity - n)
+            src = slice(self._stop - keep, self._stop)
+            self._values[:keep] = self._values[src]
+            self._times[:keep] = self._times[src]
+            self._start, self._stop = 0, keep
+        self._values[self._stop:self._stop + n] = values
+        self._times[self._stop:self._stop + n] = times
+        self._stop += n
+        if len(self) > self.capacity:
+            self._start = self._stop - self.capacity
+
+    def append_block(self, block: SampleBlock) -> None:
+        """Append a ``SampleBlock``: sample times from ``times_unix`` or from ``ts_unix`` + i / rate_hz."""
+        self.lost_samples += int(block.lost_samples)
+        self.append(block_times(block), block.data)
+
+    def window(self, start_unix: float, end_unix: float) -> tuple[np.ndarray, np.ndarray]:
+        """(times, values) of the samples with start <= t < end (views: copy before keeping them)."""
+        times = self._times[self._start:self._stop]
+        lo = int(np.searchsorted(times, start_unix, side="left"))
+        hi = int(np.searchsorted(times, end_unix, side="left"))
+        return times[lo:hi], self._values[self._start + lo:self._start + hi]
+
+
+def block_times(block: SampleBlock) -> np.ndarray:
+    """Each sample's time (unix s) of a block."""
+    if block.times_unix is not None:
+        return np.asarray(block.times_unix, dtype=np.float64)
+    if block.rate_hz > 0:
+        return block.ts_unix + np.arange(block.n, dtype=np.float64) / block.rate_hz
+    return np.full(block.n, block.ts_unix, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """A modality's sliding window: ``length_s`` long, one every ``hop_s`` (seconds, source clock)."""
+
+    length_s: float
+    hop_s: float
+
+    def __post_init__(self) -> None:
+        if not (self.length_s > 0 and self.hop_s > 0):
+            raise ValueError(f"window length and hop must be > 0, got {self.length_s}, {self.hop_s}")
+
+
+class WindowClock:
+    """Decides when windows of one modality are complete.
+
+    The first window ends ``length_s`` after the first sample; later ends follow every
+    ``hop_s``. ``advance(data_end)`` returns the ends of all windows the data has now passed
+    (a window ``[end - length, end)`` is complete once data reaches ``end``). After a long gap
+    (``skip_gap``) the clock jumps forward instead of emitting a burst of empty windows.
+    """
+
+    def __init__(self, spec: WindowSpec):
+        self.spec = spec
+        self.next_end: float | None = None
+        self.last_end: float | None = None
+
+    def start(self, first_sample_unix: float) -> None:
+        if self.next_end is None:
+            self.next_end = first_sample_unix + self.spec.length_s
+
+    def advance(self, data_end_unix: float) -> list[float]:
+        if self.next_end is None:
+            return []
+        ends: list[float] = []
+        while self.next_end <= data_end_unix + 1e-9:
+            ends.append(self.next_end)
+            self.last_end = self.next_end
+            self.next_end += self.spec.hop_s
+        return ends
+
+    def skip_gap(self, new_data_start_unix: float) -> None:
+        """New data starts after a gap: skip the windows that would hold no data at all.
+
+        Windows still overlapping the new data are kept (their quality reflects the gap);
+        called with the first sample time of each block.
+        """
+        if self.next_end is None:
+            return
+        empty_until = new_data_start_unix  # windows ending before this + nothing after the old data
+        if empty_until - self.next_end > self.spec.length_s:
+            skipped = math.floor((empty_until - self.next_end) / self.spec.hop_s)
+            self.next_end += max(skipped, 0) * self.spec.hop_s
+
+    def final(self, data_end_unix: float, min_fraction: float = 0.5) -> float | None:
+        """The end of a last, partial window at the end of a recording, or None.
+
+        Emitted when the data runs at least ``min_fraction`` of a hop past the last window end,
+        so the tail of a recording is not thrown away.
+        """
+        if self.next_end is None:
+            return None
+        last = self.last_end if self.last_end is not None else self.next_end - self.spec.length_s
+        if data_end_unix - last >= min_fraction * self.spec.hop_s and data_end_unix - (self.next_end - self.spec.length_s) >= min_fraction * self.spec.length_s:
+            self.last_end = data_end_unix
+            self.next_end = data_end_unix + self.spec.hop_s
+            return data_end_unix
+        return None
+
+
+def buffer_capacity(rate_hz: float, length_s: float, margin_s: float = 2.0, minimum: int = 16) -> int:
+    """Samples a stream buffer needs to hold one window plus a margin for late hops."""
+    return max(minimum, int(math.ceil(rate_hz * (length_s + margin_s))) + 1)
