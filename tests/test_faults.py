@@ -340,7 +340,7 @@ def test_a_missing_model_file_is_named_missing_and_the_others_run(broker, collec
         if not (models / f"{name}.tflite").exists():
             pytest.fail(f"the shipped {name} model is missing")
     (models / "eeg.tflite").unlink()
-    rc, lines = _run("--source", "simulate:duration=130", "--speed", "max", "--broker", broker.url,
+    rc, lines = _run("--source", "simulate:duration=400", "--speed", "max", "--broker", broker.url,
                      "--device-id", DEVICE, "--state-dir", str(tmp_path / "state"),
                      env={"EMOTION_EDGE_MODELS_DIR": str(models)}, timeout=120)
     assert rc == 0, lines
