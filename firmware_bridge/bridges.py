@@ -256,6 +256,20 @@ class FramedSerialSource(SerialDeviceSource):
 class BleDeviceSource(DeviceSource):
     """A BLE peripheral; subclasses subscribe, start it and route notifications to decoders."""
 
+    spec_device = ""  # the DEVICE in ble:DEVICE:ADDRESS
+
+    @classmethod
+    def from_spec(
+        cls,
+        target: str,
+        speed: float | None = None,
+        client_factory: Callable[..., Any] | None = None,
+    ) -> BleDeviceSource:
+        """``ble:DEVICE:ADDRESS`` (no options); ``client_factory`` lets tests inject a fake client."""
+        spec = f"ble:{cls.spec_device}:{target}"
+        address, _ = split_target(target, (), spec)
+        return cls(address, name=spec, client_factory=client_factory)
+
     def __init__(
         self,
         address: str,
@@ -321,16 +335,7 @@ class MuseSource(BleDeviceSource):
     streams = ("eeg",)
     nominal_rates_hz = {"eeg": muse.RATE_HZ}
 
-    @classmethod
-    def from_spec(
-        cls,
-        target: str,
-        speed: float | None = None,
-        client_factory: Callable[..., Any] | None = None,
-    ) -> MuseSource:
-        spec = f"ble:muse:{target}"
-        address, _ = split_target(target, (), spec)
-        return cls(address, name=spec, client_factory=client_factory)
+    spec_device = "muse"
 
     def __init__(
         self,
@@ -382,16 +387,7 @@ class PolarH10Source(BleDeviceSource):
     nominal_rates_hz = {"ecg": polar_pmd.ECG_RATE_HZ}
     control_timeout_s = 5.0
 
-    @classmethod
-    def from_spec(
-        cls,
-        target: str,
-        speed: float | None = None,
-        client_factory: Callable[..., Any] | None = None,
-    ) -> PolarH10Source:
-        spec = f"ble:polar-h10:{target}"
-        address, _ = split_target(target, (), spec)
-        return cls(address, name=spec, client_factory=client_factory)
+    spec_device = "polar-h10"
 
     def __init__(
         self,
@@ -457,16 +453,7 @@ class HeartRateServiceSource(BleDeviceSource):
     nominal_rates_hz: dict[str, float] = {}
     stall_s = 10.0
 
-    @classmethod
-    def from_spec(
-        cls,
-        target: str,
-        speed: float | None = None,
-        client_factory: Callable[..., Any] | None = None,
-    ) -> HeartRateServiceSource:
-        spec = f"ble:hrs:{target}"
-        address, _ = split_target(target, (), spec)
-        return cls(address, name=spec, client_factory=client_factory)
+    spec_device = "hrs"
 
     def __init__(
         self,

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge.features.smoothing import moving_average as _moving_average
+
 _BASE_NAMES: tuple[str, ...] = (
     "hr_mean_bpm",
     "hr_std_bpm",
@@ -74,16 +76,6 @@ def fft_bandpass(x: np.ndarray, rate_hz: float, low_hz: float | None, high_hz: f
     y = np.fft.irfft(spectrum * gain, n_fft)[: len(xp)]
     return y[pad:pad + n]
 
-
-def _moving_average(x: np.ndarray, width: int) -> np.ndarray:
-    """Centred moving average of ``width`` samples (edges averaged over what exists)."""
-    width = max(1, int(width))
-    c = np.concatenate([[0.0], np.cumsum(x, dtype=np.float64)])
-    n = len(x)
-    half = width // 2
-    lo = np.clip(np.arange(n) - half, 0, n)
-    hi = np.clip(np.arange(n) - half + width, 0, n)
-    return (c[hi] - c[lo]) / np.maximum(hi - lo, 1)
 
 
 def _local_maxima(x: np.ndarray) -> np.ndarray:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge.features.smoothing import moving_average as _moving_average
+
 _BASE_NAMES: tuple[str, ...] = (
     "scl_mean_log_us",
     "scl_slope_us_per_min",
@@ -53,15 +55,6 @@ RANGE_MAX_US = 60.0  # beyond what skin produces at the wrist or palm
 JUMP_MAX_US_PER_S = 10.0  # faster changes are electrode movement, not sweat glands
 FLAT_RUN_S = 10.0  # a signal stuck at one value this long is clipped or disconnected
 
-
-def _moving_average(x: np.ndarray, width: int) -> np.ndarray:
-    width = max(1, int(width))
-    c = np.concatenate([[0.0], np.cumsum(x, dtype=np.float64)])
-    n = len(x)
-    half = width // 2
-    lo = np.clip(np.arange(n) - half, 0, n)
-    hi = np.clip(np.arange(n) - half + width, 0, n)
-    return (c[hi] - c[lo]) / np.maximum(hi - lo, 1)
 
 
 def _running_min(x: np.ndarray, width: int) -> np.ndarray:
