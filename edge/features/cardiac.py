@@ -17,7 +17,6 @@ Lomb-Scargle LF (0.04-0.15 Hz) and HF (0.15-0.4 Hz) power on the unevenly sample
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from edge.features.smoothing import moving_average as _moving_average
