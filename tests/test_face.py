@@ -164,10 +164,10 @@ def test_shipped_face_model_gives_a_probability_vector() -> None:
         probs = model.predict(x)
         assert probs.shape == (7,) and np.all(probs >= 0) and abs(float(probs.sum()) - 1.0) < 0.03
     path = _sample_face_image()
-    if path is not None:  # a real face, detected and cropped as the daemon does, gives a confident answer
+    if path is not None:  # a real face, detected and cropped as the daemon does, gives a peaked answer
         gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
         probs = model.predict(face_input(gray, FaceDetector().detect(gray)[0]))
-        assert probs.max() > 0.3
+        assert probs.max() > 0.25  # uniform would be 1/7 = 0.14
 
 
 def test_evaluate_cli_scores_every_image_of_a_folder(fer_fixture: Path) -> None:
@@ -192,7 +192,7 @@ def test_shipped_face_model_on_held_out_fer2013(shared_data: Path) -> None:
     x = read_faces([paths[i] for i in sample])
     pred = np.argmax(TFLiteModel("face").predict_batch(x), axis=1)
     accuracy = float(np.mean(pred == labels[sample]))
-    # A regression guard at the shipped model's level (53% on the whole held-out part, 7 classes,
+    # A regression guard at the shipped model's level (57.6% on the whole held-out part, 7 classes,
     # chance 14-25%), not the product target: issue 2 asks for >= 66%, which this model does not
     # reach (see models/face.md); raise this bound when a better model ships.
-    assert accuracy >= 0.48, f"int8 accuracy {accuracy:.3f} on 500 held-out FER2013 images"
+    assert accuracy >= 0.52, f"int8 accuracy {accuracy:.3f} on 500 held-out FER2013 images"
