@@ -44,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="where the bundle and int8 model go")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (trainer default if absent)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--time-limit-min", type=float, default=None, dest="time_limit_min",
+                        help="stop training after this many minutes (face; trainer default if absent)")
 
 
 def main(args: argparse.Namespace) -> int:
