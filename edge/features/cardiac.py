@@ -132,7 +132,8 @@ def ecg_r_peaks(ecg: np.ndarray, rate_hz: float) -> np.ndarray:
                 last = c
             i += 1
             continue
-        rr_mean = float(np.mean(rr[-8:])) if rr else None
+        recent = rr[-8:]  # plain Python: np.mean on 8 ints costs more than the whole step
+        rr_mean = sum(recent) / len(recent) if recent else None
         # search-back: a long gap since the last beat -> take the best candidate above half threshold
         if rr_mean and accepted and c - last > 1.66 * rr_mean:
             lo = accepted[-1] + 1
