@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Backoff:
-    """``next_delay_s()`` gives initial_s, x factor each time, up to max_s, each +/- jitter (fraction).
+    """``next_delay_s()`` gives initial_s, x factor each time, up to max_s, each minus up to ``jitter``
+    (a fraction) at random. The jitter is taken *below* the delay so that it survives at the cap:
+    clipping a +/- jitter at max_s would put half of all capped retries back in step.
 
     ``reset()`` after a connection has delivered data, so the next outage starts short again.
     """
@@ -23,8 +25,7 @@ class Backoff:
     def next_delay_s(self) -> float:
         base = min(self.max_s, self.initial_s * self.factor**self.attempts)
         self.attempts += 1
-        spread = base * self.jitter
-        return max(0.0, min(self.max_s, base + self.rng.uniform(-spread, spread)))
+        return max(0.0, base * (1.0 - self.rng.uniform(0.0, self.jitter)))
 
     def reset(self) -> None:
         self.attempts = 0
