@@ -13,6 +13,19 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("EMOTION_EDGE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
+def load_test_module(name: str):
+    """Import ``tests/<name>.py`` by path, once (--import-mode=importlib keeps tests/ off sys.path)."""
+    import importlib.util
+
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None,
             check: bool = False) -> subprocess.CompletedProcess:
     """Run ``emotion-edge ARGS`` as a user would, in a separate process; returns the completed process."""

@@ -17,7 +17,6 @@ Not a test module (loaded by path, like ``fake_serial_devices.py``). It gives:
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -29,31 +28,15 @@ import sys
 import threading
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Callable
+
+from conftest import free_port, load_test_module  # noqa: F401 - shared with the tests that use this harness
 
 TESTS_DIR = Path(__file__).resolve().parent
 MOSQUITTO = shutil.which("mosquitto") or next(
     (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None)
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or next(
     (p for p in ("/usr/bin/mosquitto_passwd", "/usr/local/bin/mosquitto_passwd") if Path(p).exists()), None)
-
-
-def load_test_module(name: str) -> ModuleType:
-    """Import ``tests/<name>.py`` by path (tests run with --import-mode=importlib: tests/ is not on sys.path)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, TESTS_DIR / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

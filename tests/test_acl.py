@@ -10,22 +10,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT, run_cli
 
-import importlib.util as _ilu  # noqa: E402
+from conftest import load_test_module  # noqa: E402
 
-harness = sys.modules.get("daemon_harness")
-if harness is None:  # tests/ is not on sys.path (--import-mode=importlib): load the helper by path
-    _spec = _ilu.spec_from_file_location("daemon_harness", Path(__file__).with_name("daemon_harness.py"))
-    harness = _ilu.module_from_spec(_spec)
-    sys.modules["daemon_harness"] = harness
-    _spec.loader.exec_module(harness)  # type: ignore[union-attr]
+harness = load_test_module("daemon_harness")
 
 ACL_FILE = REPO_ROOT / "deploy" / "mosquitto-acl.conf"
 PASSWORDS = {"dev1": "pw-dev1", "dev2": "pw-dev2", "dashboard": "pw-dashboard"}

@@ -6,21 +6,15 @@ CLI process opens the pty's path as ``serial:cyton:<path>``.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import load_test_module, run_cli
 
 from firmware_bridge.cli import StreamTally, recognise_ble
 
-_spec = importlib.util.spec_from_file_location(
-    "fake_serial_devices", Path(__file__).with_name("fake_serial_devices.py")
-)
-fake = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fake)
+fake = load_test_module("fake_serial_devices")
 
 
 @pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs pseudo-terminals")

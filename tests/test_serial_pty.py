@@ -6,23 +6,18 @@ that vanishes and comes back)."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import load_test_module
 from firmware_bridge.backoff import Backoff
 from firmware_bridge.devices import open_source
 from firmware_bridge.protocols import cyton
 
-_spec = importlib.util.spec_from_file_location(
-    "fake_serial_devices", Path(__file__).with_name("fake_serial_devices.py")
-)
-fake = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fake)
+fake = load_test_module("fake_serial_devices")
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs pseudo-terminals")
 

@@ -14,18 +14,12 @@ import re
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-import importlib.util as _ilu  # noqa: E402
+from conftest import load_test_module  # noqa: E402
 
-harness = sys.modules.get("daemon_harness")
-if harness is None:  # tests/ is not on sys.path (--import-mode=importlib): load the helper by path
-    _spec = _ilu.spec_from_file_location("daemon_harness", Path(__file__).with_name("daemon_harness.py"))
-    harness = _ilu.module_from_spec(_spec)
-    sys.modules["daemon_harness"] = harness
-    _spec.loader.exec_module(harness)  # type: ignore[union-attr]
+harness = load_test_module("daemon_harness")
 
 DEVICE = "soak1"
 SIMULATED_S = 3600
