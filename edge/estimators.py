@@ -212,7 +212,7 @@ class EegEstimator(Estimator):
         super().__init__(model, window)
         from edge.features import eeg  # noqa: PLC0415
 
-        self._features, self._quality = eeg.eeg_features, eeg.eeg_quality
+        self._analyse = eeg.eeg_quality_and_features
 
     def estimate(self, end_unix: float, windows: Mapping[str, StreamWindow]) -> ModalityEstimate:
         from edge.errors import ConfigError  # noqa: PLC0415
@@ -220,14 +220,13 @@ class EegEstimator(Estimator):
         w = windows.get("eeg")
         if w is None or len(w.times) < 2:
             raise EstimateUnavailable("no eeg samples in the window")
-        x = w.values.astype(np.float64)
-        quality = combine_quality(self._quality(x, w.rate_hz), w.coverage)
-        if quality <= 0:
-            raise EstimateUnavailable(f"eeg signal unusable (coverage {w.coverage:.0%})")
         try:
-            features = self._features(x, w.rate_hz, w.channels)
+            signal_quality, features = self._analyse(w.values, w.rate_hz, w.channels)
         except ConfigError as exc:  # no frontal pair, rate too low: a property of the device
             raise EstimateUnavailable(str(exc)) from None
+        quality = combine_quality(signal_quality, w.coverage)
+        if quality <= 0:
+            raise EstimateUnavailable(f"eeg signal unusable (coverage {w.coverage:.0%})")
         out = self._predict(features)
         v, a = float(np.clip(out[0], -1, 1)), float(np.clip(out[1], -1, 1))
         confidence = 0.5 + 0.5 * min(1.0, float(np.hypot(v, a)))

@@ -34,6 +34,7 @@ class StreamBuffer:
         self._start = 0
         self._stop = 0
         self.total_samples = 0  # ever appended
+        self._last_time: float | None = None  # a plain float: read on every block by the fusion watermark
         self.lost_samples = 0  # ever reported lost by the source
 
     def __len__(self) -> int:
@@ -45,7 +46,7 @@ class StreamBuffer:
 
     @property
     def last_time(self) -> float | None:
-        return float(self._times[self._stop - 1]) if len(self) else None
+        return self._last_time
 
     def append(self, times: np.ndarray, values: np.ndarray) -> None:
         """Append samples (times in unix s, increasing); keeps only the newest ``capacity``."""
@@ -58,6 +59,7 @@ class StreamBuffer:
         if values.shape[1] != self.n_channels:
             raise ValueError(f"expected {self.n_channels} channels, got {values.shape[1]}")
         self.total_samples += n
+        self._last_time = float(times[-1])
         if n >= self.capacity:
             times, values = times[-self.capacity:], values[-self.capacity:]
             self._times[: self.capacity] = times

@@ -32,6 +32,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -127,6 +128,11 @@ def _require_pair(channels: Sequence[str]) -> tuple[int, int]:
 
 
 def _as_window(eeg_uv: np.ndarray, rate_hz: float, n_channels: int | None = None) -> np.ndarray:
+    """The validated window (samples, channels) in float64, lost samples filled (ConfigError if unusable)."""
+    return _fill_lost(_as_window_unfilled(eeg_uv, rate_hz, n_channels))[0]
+
+
+def _as_window_unfilled(eeg_uv: np.ndarray, rate_hz: float, n_channels: int | None = None) -> np.ndarray:
     x = np.asarray(eeg_uv, dtype=np.float64)
     if x.ndim == 1:
         x = x[:, None]
@@ -138,10 +144,16 @@ def _as_window(eeg_uv: np.ndarray, rate_hz: float, n_channels: int | None = None
         raise ConfigError(f"eeg rate {rate_hz} Hz: need more than {MIN_RATE_HZ:g} Hz (bands reach 45 Hz)")
     if x.shape[0] < MIN_WINDOW_S * rate_hz:
         raise ConfigError(f"eeg window: {x.shape[0]} samples at {rate_hz:g} Hz is shorter than {MIN_WINDOW_S:g} s")
-    if not np.isfinite(x).all():  # lost samples: fill with the channel median, quality counts them
-        med = np.nanmedian(np.where(np.isfinite(x), x, np.nan), axis=0)
-        x = np.where(np.isfinite(x), x, np.nan_to_num(med)[None, :])
     return x
+
+
+def _fill_lost(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(window with lost/NaN samples set to the channel median, finite mask, channel medians)."""
+    finite = np.isfinite(x)
+    if finite.all():  # the usual case; nanmedian is several times slower than median
+        return x, finite, np.median(x, axis=0)
+    med = np.nan_to_num(np.nanmedian(np.where(finite, x, np.nan), axis=0))
+    return np.where(finite, x, med[None, :]), finite, med
 
 
 def welch_psd(eeg_uv: np.ndarray, rate_hz: float, segment_s: float = WELCH_SEGMENT_S) -> tuple[np.ndarray, np.ndarray]:
@@ -191,7 +203,10 @@ def eeg_features(eeg_uv: np.ndarray, rate_hz: float, channels: Sequence[str]) ->
     """
     left, right = _require_pair(channels)
     x = _as_window(eeg_uv, rate_hz, len(channels))
-    freqs, psd = welch_psd(x, rate_hz)
+    return _features_from_psd(*welch_psd(x, rate_hz), left, right)
+
+
+def _features_from_psd(freqs: np.ndarray, psd: np.ndarray, left: int, right: int) -> np.ndarray:
     p = {band: np.maximum(_band_power(freqs, psd, lo, hi), _POWER_FLOOR_UV2) for band, (lo, hi) in BANDS_HZ.items()}
     total = p["theta"] + p["alpha"] + p["beta"] + p["gamma"]
     log_p = {band: np.log(v) for band, v in p.items()}
@@ -218,14 +233,21 @@ def eeg_features(eeg_uv: np.ndarray, rate_hz: float, channels: Sequence[str]) ->
 
 def _moving_average(x: np.ndarray, width: int) -> np.ndarray:
     """Centred boxcar along axis 0 via cumulative sums (same length, edges use shorter spans)."""
-    if width <= 1:
-        return x
-    c = np.cumsum(np.vstack([np.zeros((1, x.shape[1])), x]), axis=0)
     n = x.shape[0]
     half = width // 2
-    lo = np.clip(np.arange(n) - half, 0, n)
-    hi = np.clip(np.arange(n) + half + 1, 0, n)
-    return (c[hi] - c[lo]) / (hi - lo)[:, None]
+    if width <= 1:
+        return x
+    c = np.zeros((n + 1,) + x.shape[1:])
+    np.cumsum(x, axis=0, out=c[1:])
+    if half + 1 >= n:  # a span as long as the window: plain index arithmetic
+        lo = np.clip(np.arange(n) - half, 0, n)
+        hi = np.clip(np.arange(n) + half + 1, 0, n)
+        return (c[hi] - c[lo]) / (hi - lo)[:, None]
+    # sample i spans [max(i - half, 0), min(i + half + 1, n)): slices, not gathers
+    upper = np.concatenate([c[half + 1:], np.broadcast_to(c[n], (half,) + c.shape[1:])])
+    lower = np.concatenate([np.broadcast_to(c[0], (half,) + c.shape[1:]), c[:n - half]])
+    count = np.minimum(np.arange(n) + half + 1, n) - np.maximum(np.arange(n) - half, 0)
+    return (upper - lower) / count[:, None]
 
 
 def _ramp_down(value: np.ndarray, good: float, bad: float) -> np.ndarray:
@@ -240,10 +262,11 @@ def eeg_quality_report(eeg_uv: np.ndarray, rate_hz: float) -> dict[str, np.ndarr
         raw = raw[:, None]
     if raw.ndim != 2 or raw.shape[0] < 4 or not rate_hz or rate_hz <= 0:
         raise ConfigError(f"eeg window: expected (samples, channels) with a positive rate, got {raw.shape} at {rate_hz} Hz")
-    finite = np.isfinite(raw)
-    med = np.nanmedian(np.where(finite, raw, np.nan), axis=0)
-    med = np.nan_to_num(med)
-    x = np.where(finite, raw, med[None, :])
+    return _quality_report(*_fill_lost(raw), rate_hz)
+
+
+def _quality_report(x: np.ndarray, finite: np.ndarray, med: np.ndarray, rate_hz: float) -> dict[str, Any]:
+    """The report of :func:`eeg_quality_report`, plus ``"psd"``: (freqs, psd) of ``x`` or None."""
     centred = x - med[None, :]
 
     std = centred.std(axis=0)
@@ -267,8 +290,9 @@ def eeg_quality_report(eeg_uv: np.ndarray, rate_hz: float) -> dict[str, np.ndarr
     line_share = np.zeros(x.shape[1])
     emg_share = np.zeros(x.shape[1])
     nyquist = rate_hz / 2.0
+    spectrum = None
     if x.shape[0] >= rate_hz * 0.5 and nyquist > TOTAL_HZ[1]:
-        freqs, psd = welch_psd(x, rate_hz)
+        spectrum = freqs, psd = welch_psd(x, rate_hz)
         top = min(nyquist, QUALITY_TOP_HZ)
         total = _band_power(freqs, psd, 1.0, top) + 1e-12
         line = sum(_band_power(freqs, psd, lo, min(hi, top)) for lo, hi in LINE_BANDS_HZ if lo < top)
@@ -283,7 +307,7 @@ def eeg_quality_report(eeg_uv: np.ndarray, rate_hz: float) -> dict[str, np.ndarr
     score = np.where(flat, 0.0, score)
     return {"score": float(np.clip(score.mean(), 0.0, 1.0)), "channel_score": score, "flat": flat,
             "bad_frac": bad_frac, "excursion_frac": excursion_frac, "line_share": line_share,
-            "emg_share": emg_share}
+            "emg_share": emg_share, "psd": spectrum}
 
 
 def eeg_quality(eeg_uv: np.ndarray, rate_hz: float) -> float:
@@ -296,3 +320,16 @@ def eeg_quality(eeg_uv: np.ndarray, rate_hz: float) -> float:
     an EMG factor (30–45 + 65–100 Hz share, line bands excluded: 1 up to 0.25, 0 at 0.65).
     """
     return float(eeg_quality_report(eeg_uv, rate_hz)["score"])
+
+
+def eeg_quality_and_features(eeg_uv: np.ndarray, rate_hz: float,
+                             channels: Sequence[str]) -> tuple[float, np.ndarray]:
+    """(:func:`eeg_quality`, :func:`eeg_features`) of one window in one pass: what the daemon calls.
+
+    The lost-sample fill and the Welch PSD are computed once and shared; the values are the
+    same as the two functions' own. Raises ConfigError as :func:`eeg_features` does.
+    """
+    left, right = _require_pair(channels)
+    x = _as_window_unfilled(eeg_uv, rate_hz, len(channels))
+    report = _quality_report(*_fill_lost(x), rate_hz)
+    return float(report["score"]), _features_from_psd(*report["psd"], left, right)
