@@ -22,6 +22,7 @@ from edge.features.eeg import (
     FEATURE_INDEX,
     eeg_features,
     eeg_quality,
+    eeg_quality_and_features,
     frontal_pair,
 )
 from edge.models import TFLiteModel, models_dir, sha256_of
@@ -116,6 +117,24 @@ def test_lost_samples_keep_features_finite_and_lower_quality():
     x[100:160, :] = np.nan
     assert np.isfinite(eeg_features(x, 256.0, MUSE)).all()
     assert eeg_quality(x, 256.0) < eeg_quality(eeg_window(MUSE), 256.0)
+
+
+def test_one_pass_analysis_equals_the_separate_functions_exactly():
+    """The daemon's single pass (one fill, one PSD) must give the values the models were made with."""
+    rng = np.random.default_rng(5)
+    clean = eeg_window(MUSE)
+    lost = clean.copy()
+    lost[rng.integers(0, len(lost), 50), rng.integers(0, 4, 50)] = np.nan
+    railed = clean.copy()
+    railed[200:500, 2] = 900.0
+    for x in (clean, lost, railed, eeg_window(CYTON, rate_hz=250.0)):
+        channels = MUSE if x.shape[1] == 4 else CYTON
+        rate = 256.0 if x.shape[1] == 4 else 250.0
+        quality, features = eeg_quality_and_features(x, rate, channels)
+        assert quality == eeg_quality(x, rate)
+        assert np.array_equal(features, eeg_features(x, rate, channels))
+    with pytest.raises(ConfigError, match="no frontal pair"):
+        eeg_quality_and_features(clean[:, :2], 256.0, ("TP9", "TP10"))
 
 
 # -------------------------------------------------------------------------- shipped model

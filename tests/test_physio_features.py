@@ -119,6 +119,21 @@ def test_implausible_intervals_are_rejected_and_lower_quality():
     assert np.isnan(hrv_features(np.full(4, 800.0))).all()  # too few beats: no estimate
 
 
+def test_lomb_scargle_matches_scipy_on_uneven_beats():
+    """The trig-identity form must equal the textbook periodogram (scipy's, rescaled to power per sample)."""
+    from scipy.signal import lombscargle
+
+    from edge.features.cardiac import _LS_FREQS, _lomb_scargle
+
+    rng = np.random.default_rng(2)
+    ibi = 850 + 60 * np.sin(2 * np.pi * 0.25 * np.arange(120) * 0.85) + rng.normal(0, 20, 120)
+    t = np.cumsum(ibi) / 1000.0
+    ours = _lomb_scargle(t, ibi, _LS_FREQS)
+    theirs = 2.0 * lombscargle(t, ibi - ibi.mean(), 2 * np.pi * _LS_FREQS) / len(ibi)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-9 * theirs.max())
+    assert abs(_LS_FREQS[np.argmax(ours)] - 0.25) < 0.01  # the 0.25 Hz breathing rhythm of the intervals
+
+
 def test_beats_to_ibi_ms():
     np.testing.assert_allclose(beats_to_ibi_ms(np.array([1.0, 1.8, 2.65])), [800.0, 850.0])
 
