@@ -200,3 +200,45 @@ def test_framed_board_over_pty():
     starts = np.array([b.ts_unix for b in ecg])
     assert np.median(np.diff(starts)) == pytest.approx(0.04, abs=0.003)
     assert starts[-1] - starts[0] == pytest.approx(0.04 * (received[-1] - received[0]), abs=0.05)
+
+
+def test_read_is_cancellable_and_loses_no_bytes_to_a_cancel_or_timeout():
+    """A cancelled read raises CancelledError (the source must stop) and leaves queued bytes for the next."""
+    from firmware_bridge.transports.serial import SerialLink
+
+    master, slave = os.openpty()
+
+    async def run():
+        link = SerialLink(os.ttyname(slave))
+        await link.open()
+        try:
+            assert await link.read(0.05) is None  # silence: a timeout, not an error
+            reader = asyncio.ensure_future(link.read(10.0))
+            await asyncio.sleep(0.05)
+            reader.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await reader
+            got = b""
+            for i in range(20):  # bytes arriving while reads time out and get cancelled are all kept
+                os.write(master, bytes([i]))
+                pending = asyncio.ensure_future(link.read(5.0))
+                await asyncio.sleep(0)
+                if i % 2 and pending.cancel():
+                    with pytest.raises(asyncio.CancelledError):
+                        await pending
+                else:  # read to the end (or done before the cancel came: its bytes are ours)
+                    item = await pending
+                    got += item[0] if item else b""
+            deadline = time.monotonic() + 3.0
+            while len(got) < 20 and time.monotonic() < deadline:
+                item = await link.read(0.2)
+                got += item[0] if item else b""
+            return got
+        finally:
+            await link.close()
+
+    try:
+        assert asyncio.run(run()) == bytes(range(20))
+    finally:
+        os.close(master)
+        os.close(slave)
