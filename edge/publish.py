@@ -260,6 +260,10 @@ class StatePublisher:
         self._acked = 0
         self._modality_dropped = 0
         self._last_latency_ms: float | None = None
+        # sessions the broker closes within seconds, again and again: the signature of an ACL that
+        # denies our topics (mosquitto drops a 3.1.1 client whose publish it denies)
+        self._connected_at = 0.0
+        self._quick_drops = 0
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -408,6 +412,7 @@ class StatePublisher:
                     self.outbox.depth(),
                 )
             return
+        self._connected_at = time.monotonic()
         client.publish(self.status_topic, "online", qos=1, retain=True)
         self._connected = True
         self._connected_event.set()
@@ -424,6 +429,17 @@ class StatePublisher:
         self._events.put(("disconnected",))
         if was and not self._stopping:
             self._outage_logged = True
+            quick = time.monotonic() - self._connected_at < 3.0
+            self._quick_drops = self._quick_drops + 1 if quick else 0
+            if self._quick_drops == 3:  # once per run of such drops, not on every reconnect
+                user = self.address.username or "(anonymous)"
+                log.warning(
+                    "mqtt: broker %s closed the last 3 connections within seconds: if it runs an ACL, does it "
+                    "let user %r write %s/%s/#? (mosquitto drops clients whose publish it denies; "
+                    "deploy/mosquitto-acl.conf expects the username to be the device id); "
+                    "states kept in outbox (%d pending)",
+                    self.address.host_port, user, self.topic_prefix, self.device_id, self.outbox.depth())
+                return
             log.info(
                 "mqtt: broker %s unreachable (connection lost: %s); states kept in outbox "
                 "(%d pending)",

@@ -212,6 +212,17 @@ def test_doctor_warns_when_the_username_is_not_the_device_id(acl_broker, tmp_pat
     assert PASSWORDS["dev1"] not in proc.stdout + proc.stderr
 
 
+def test_a_device_id_the_acl_denies_is_named_in_one_line_and_states_stay_in_the_outbox(acl_broker, tmp_path):
+    url = f"mqtt://dev1:{PASSWORDS['dev1']}@{acl_broker.host}:{acl_broker.port}"
+    # real time, so the daemon reconnects (and is dropped) a few times before the source ends
+    proc = run_cli("run", "--source", "simulate:duration=8,streams=eeg", "--speed", "1", "--broker", url,
+                   "--device-id", "dev2", "--state-dir", str(tmp_path / "state"), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    hint = [ln for ln in proc.stderr.splitlines() if "does it let user 'dev1' write emotion-edge/dev2/#" in ln]
+    assert len(hint) == 1, proc.stderr[-3000:]
+    assert harness.outbox_depth(tmp_path / "state", "dev2") > 0  # nothing delivered, nothing lost
+
+
 def test_the_daemon_takes_its_password_from_the_environment(acl_broker, tmp_path):
     collector = harness.StateCollector(acl_broker.host, acl_broker.port, "dev1", username="dashboard",
                                        password=PASSWORDS["dashboard"], persistent=False)
