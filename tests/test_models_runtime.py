@@ -82,6 +82,15 @@ def test_tampered_model_is_refused_with_one_line(tiny_bundle, tmp_path):
     assert proc.returncode == 0 and "int8" in proc.stdout
 
 
+def test_inspect_of_a_missing_or_foreign_file_is_one_line(tmp_path):
+    (tmp_path / "notes.tflite").write_text("not a model\n")
+    for path, words in ((tmp_path / "absent.tflite", "no such model file"),
+                        (tmp_path / "notes.tflite", "not a TFLite model")):
+        proc = run_cli("models", "inspect", str(path))
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and words in proc.stderr, proc.stderr
+
+
 def test_models_list_flags_tampered_model(tmp_path):
     for f in models_dir().glob("eda*"):
         shutil.copy(f, tmp_path / f.name)

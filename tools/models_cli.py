@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.errors import ModelIntegrityError
 from edge.models import TFLiteModel, interpreter_class, list_models, models_dir
 from tools.train import parse_dataset, resolve
 
@@ -51,14 +52,20 @@ def _inspect(args) -> int:
     path = Path(args.file)
     if not path.suffix:
         path = models_dir() / f"{args.file}.tflite"
+    if not path.is_file():
+        raise ModelIntegrityError(f"models inspect {args.file}: no such model file ({path})")
     interpreter_cls, runtime = interpreter_class()
-    interp = interpreter_cls(model_path=str(path))
-    interp.allocate_tensors()
+    try:
+        interp = interpreter_cls(model_path=str(path))
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise ModelIntegrityError(f"models inspect {path}: not a TFLite model the runtime can load "
+                         f"({str(exc).splitlines()[0][:160]})") from None
     print(f"{path} ({path.stat().st_size} bytes, runtime {runtime})")
     for kind, details in (("input", interp.get_input_details()), ("output", interp.get_output_details())):
         for d in details:
             scale, zp = d["quantization"]
-            print(f"  {kind:<6} {d['name']:<40} shape={list(d['shape'])} dtype={np.dtype(d['dtype']).name} "
+            print(f"  {kind:<6} {d['name']:<40} shape={[int(n) for n in d['shape']]} dtype={np.dtype(d['dtype']).name} "
                   f"scale={scale:.6g} zero_point={zp}")
     ops: dict[str, int] = {}
     try:
