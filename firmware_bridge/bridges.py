@@ -280,6 +280,11 @@ class BleDeviceSource(DeviceSource):
         super().__init__(name, backoff)
         self.address = address
         self.client_factory = client_factory or bleak_client
+        self._make_decoders(name)
+
+    def _make_decoders(self, name: str) -> None:
+        """Create the device's decoders and per-connection state (``name`` labels their errors)."""
+        raise NotImplementedError
 
     async def _setup(self, link: BleLink) -> None:
         raise NotImplementedError
@@ -337,14 +342,7 @@ class MuseSource(BleDeviceSource):
 
     spec_device = "muse"
 
-    def __init__(
-        self,
-        address: str,
-        name: str,
-        client_factory: Callable[..., Any] | None = None,
-        backoff: Backoff | None = None,
-    ) -> None:
-        super().__init__(address, name, client_factory, backoff)
+    def _make_decoders(self, name: str) -> None:
         self.decoder = muse.MuseDecoder(source=name)
         self.control = muse.MuseControlParser()
 
@@ -389,14 +387,7 @@ class PolarH10Source(BleDeviceSource):
 
     spec_device = "polar-h10"
 
-    def __init__(
-        self,
-        address: str,
-        name: str,
-        client_factory: Callable[..., Any] | None = None,
-        backoff: Backoff | None = None,
-    ) -> None:
-        super().__init__(address, name, client_factory, backoff)
+    def _make_decoders(self, name: str) -> None:
         self.ecg = polar_pmd.PolarEcgDecoder(source=name)
         self.hr = hrs.HeartRateDecoder(source=name)
         self.ecg_started = False
@@ -455,14 +446,7 @@ class HeartRateServiceSource(BleDeviceSource):
 
     spec_device = "hrs"
 
-    def __init__(
-        self,
-        address: str,
-        name: str,
-        client_factory: Callable[..., Any] | None = None,
-        backoff: Backoff | None = None,
-    ) -> None:
-        super().__init__(address, name, client_factory, backoff)
+    def _make_decoders(self, name: str) -> None:
         self.hr = hrs.HeartRateDecoder(source=name)
 
     def _reset_decoders(self) -> None:
@@ -497,14 +481,7 @@ class FramedBleSource(BleDeviceSource):
         )
         return source
 
-    def __init__(
-        self,
-        address: str,
-        name: str,
-        client_factory: Callable[..., Any] | None = None,
-        backoff: Backoff | None = None,
-    ) -> None:
-        super().__init__(address, name, client_factory, backoff)
+    def _make_decoders(self, name: str) -> None:
         self.decoder = framed.FramedDecoder(source=name)
 
     def _reset_decoders(self) -> None:
