@@ -196,3 +196,43 @@ def test_shipped_face_model_on_held_out_fer2013(shared_data: Path) -> None:
     # chance 14-25%), not the product target: issue 2 asks for >= 66%, which this model does not
     # reach (see models/face.md); raise this bound when a better model ships.
     assert accuracy >= 0.52, f"int8 accuracy {accuracy:.3f} on 500 held-out FER2013 images"
+
+
+# ---------------------------------------------------------------------------- trainer
+
+def test_resolution_schedule_spends_every_epoch_and_ends_at_the_deployed_size() -> None:
+    from tools.train_face import resolution_phases
+
+    for epochs in (1, 2, 3, 5, 43, 100):
+        phases = resolution_phases(epochs)
+        assert sum(n for _, n in phases) == epochs and all(n > 0 for _, n in phases)
+        assert phases[-1][0] == 48 and [size for size, _ in phases] == sorted(size for size, _ in phases)
+    assert resolution_phases(43) == [(32, 28), (40, 10), (48, 5)]  # the shipped model's schedule
+
+
+def test_mirror_averaged_graph_is_the_mean_of_face_and_mirror() -> None:
+    tf = pytest.importorskip("tensorflow")
+    from tools.train_face import build_model, mirror_averaged
+
+    tf.keras.utils.set_random_seed(3)
+    base = build_model(widths=(4, 8))
+    x = np.random.default_rng(3).random((1, 48, 48, 1)).astype(np.float32)
+    expected = (base(x).numpy() + base(x[:, :, ::-1]).numpy()) / 2
+    got = mirror_averaged(base)(x).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(base(x).numpy(), expected, atol=1e-6)  # the mirror really changes the answer
+
+
+def test_train_face_cli_end_to_end_writes_a_loadable_int8_model(tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow")
+    data = _write_fer_fixture(tmp_path / "train", per_class=20)  # enough for a val and a test image per class
+    out = tmp_path / "run"
+    proc = run_cli("train", "face", "--dataset", f"fer2013:{data}", "--out", str(out), "--epochs", "2", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    manifest = json.loads((out / "face.json").read_text())
+    assert manifest["training"]["resolution_phases"] == [[32, 1], [48, 1]]
+    assert manifest["training"]["n_test"] == 14 and manifest["input"]["shape"] == [1, 48, 48, 1]
+    model = TFLiteModel(out / "face.tflite")  # the sha256 in the manifest matches the file
+    probs = model.predict_batch(read_faces(list_fer2013(data)[0][:3]))
+    assert probs.shape == (3, 7) and np.allclose(probs.sum(axis=1), 1.0, atol=0.05)
+    assert set(manifest["metrics"]["heldout_test"]) == {"float", "int8"}
