@@ -172,6 +172,45 @@ def mirror_averaged(model: Any) -> Any:
     return tf.keras.Model(inputs, outputs, name=f"{model.name}_mirror_averaged")
 
 
+DEPLOY_SIZES = (36, 40, 44, 48)  # px the net may see after the in-graph resize (chosen on val)
+
+
+def choose_deployment(net: Any, x_val: np.ndarray, y_val: np.ndarray) -> tuple[int, bool, dict[str, float]]:
+    """(net input px, mirror averaging?, val accuracy of every choice): the best on the validation part.
+
+    After progressive resizing the net is not always best at 48 px (the shipped one did better at
+    40); the deployed graph keeps a 48 px input and resizes inside (bilinear: a TFLite builtin).
+    """
+    import tensorflow as tf  # tools only
+
+    scores: dict[str, float] = {}
+    best = (-1.0, FACE_INPUT_SIZE, False)
+    for size in DEPLOY_SIZES:
+        xs = x_val if size == FACE_INPUT_SIZE else tf.image.resize(x_val, (size, size), method="bilinear").numpy()
+        p = net.predict(xs, verbose=0, batch_size=256)
+        pm = net.predict(xs[:, :, ::-1], verbose=0, batch_size=256)
+        for mirror, probs in ((False, p), (True, p + pm)):
+            acc = float(np.mean(np.argmax(probs, axis=1) == y_val))
+            scores[f"{size}px{' mirror' if mirror else ''}"] = round(acc, 4)
+            if acc > best[0] + 1e-9:
+                best = (acc, size, mirror)
+    log.info("validation accuracy by deployment choice: %s; chosen %d px%s", scores, best[1],
+             " with mirror averaging" if best[2] else "")
+    return best[1], best[2], scores
+
+
+def deployable(net: Any, net_px: int, mirror: bool) -> Any:
+    """The graph that ships: 48 px input, bilinear resize to ``net_px`` inside, optional mirror averaging."""
+    import tensorflow as tf  # tools only
+
+    inputs = tf.keras.Input((FACE_INPUT_SIZE, FACE_INPUT_SIZE, 1), name="face")
+    x = inputs if net_px == FACE_INPUT_SIZE else tf.keras.layers.Resizing(net_px, net_px, "bilinear")(inputs)
+    fixed = build_model(input_size=net_px)
+    fixed.set_weights(net.get_weights())
+    model = tf.keras.Model(inputs, fixed(x), name="face_fer2013")
+    return mirror_averaged(model) if mirror else model
+
+
 def _augment_fn(seed: int, size: int) -> Any:
     """Batch augmentation (flip, rotation 10 deg, zoom 10%, shift 10%), resize to ``size``, one-hot labels."""
     import tensorflow as tf  # tools only
@@ -329,13 +368,12 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
     epochs_run = epoch
     best_epoch = int(np.argmax(val_accuracy)) + 1
     train_minutes = (time.monotonic() - t_start) / 60.0
-    trained = model
-    model = build_model(input_size=FACE_INPUT_SIZE)
-    model.set_weights(trained.get_weights())
+    net_px, mirror, val_choices = choose_deployment(model, x[i_val], y[i_val])
+    model = deployable(model, net_px, mirror)
 
     draft: dict[str, Any] = {
         "name": "face",
-        "version": "1.0.0",
+        "version": "1.1.0",
         "task": "classification",
         "labels": list(FER_LABELS),
         "input": {"shape": [1, FACE_INPUT_SIZE, FACE_INPUT_SIZE, 1], "range": [0.0, 1.0],
@@ -343,7 +381,9 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
         "outputs": [{"name": label, "index": i, "range": [0.0, 1.0], "meaning": f"probability of {label}"}
                     for i, label in enumerate(FER_LABELS)],
         "preprocessing": {"features": "edge.features.face.face_input", "input_size": [FACE_INPUT_SIZE, FACE_INPUT_SIZE],
-                          "scale": "1/255", "detector": "opencv haar frontalface_default"},
+                          "scale": "1/255", "detector": "opencv haar frontalface_default",
+                          "in_graph": (f"bilinear resize 48 -> {net_px} px" if net_px != FACE_INPUT_SIZE else "none")
+                          + ("; face and mirror image scored, probabilities averaged" if mirror else "")},
         "training": {
             "data": f"FER2013 train folders ({path.name}), {len(y)} images",
             "split": (f"stratified per class, seed {SPLIT_SEED}: {1 - VAL_FRAC - TEST_FRAC:.0%} train / "
@@ -353,7 +393,8 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
             "seed": seed, "n_train": int(len(i_train)), "n_val": int(len(i_val)), "n_test": int(len(i_test)),
             "epochs": epochs_run, "epochs_planned": epochs, "best_epoch": best_epoch,
             "params": int(model.count_params()), "widths": list(DEFAULT_WIDTHS), "batch_size": BATCH_SIZE,
-            "resolution_phases": [[size, n] for size, n in phases], "optimizer": f"AdamW peak {PEAK_LR:g}, "
+            "resolution_phases": [[size, n] for size, n in phases], "net_px": net_px, "mirror_average": mirror,
+            "val_accuracy_by_choice": val_choices, "optimizer": f"AdamW peak {PEAK_LR:g}, "
             f"weight decay {WEIGHT_DECAY:g}, 1 warm-up epoch then cosine to 0", "label_smoothing": LABEL_SMOOTHING,
             "augmentation": "flip, rotation 10 deg, zoom 10%, shift 10%", "class_weights": None,
             "time_limit_min": time_limit_min, "stopped_by_time_limit": time_limit.stopped,
