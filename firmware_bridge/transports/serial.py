@@ -100,20 +100,10 @@ class SerialLink:
 
     async def read(self, timeout_s: float) -> tuple[bytes, float] | None:
         """Next chunk and its receive time; None after ``timeout_s`` of silence; PortLost if gone."""
-        if not self._queue.empty():
-            item = self._queue.get_nowait()
-        else:
-            # not asyncio.wait_for: on Python < 3.12 it can swallow a cancellation that races with
-            # the get completing (CPython gh-86296), and the source would never stop
-            getter = asyncio.ensure_future(self._queue.get())
-            try:
-                await asyncio.wait((getter,), timeout=timeout_s)
-            finally:
-                if not getter.done():
-                    getter.cancel()  # Queue.get takes an item only when it returns: nothing is lost
-            if not getter.done():
-                return None
-            item = getter.result()
+        try:
+            item = await asyncio.wait_for(self._queue.get(), timeout_s)
+        except asyncio.TimeoutError:
+            return None
         if isinstance(item, BaseException):
             raise item
         return item
