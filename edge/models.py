@@ -55,6 +55,18 @@ def interpreter_class() -> tuple[type, str]:
         ) from exc
 
 
+def open_interpreter(path: Path, num_threads: int = 1, label: str = "model") -> tuple[Any, str]:
+    """(allocated interpreter, runtime name) for a .tflite file; one-line ModelIntegrityError if it won't load."""
+    interpreter_cls, runtime = interpreter_class()
+    try:
+        interpreter = interpreter_cls(model_path=str(path), num_threads=num_threads)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise ModelIntegrityError(f"{label}: {path} is not a TFLite model the runtime can load ({first_line})") from None
+    return interpreter, runtime
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -131,12 +143,7 @@ class TFLiteModel:
             verify_model_file(self.tflite_path, expected)
         self.name: str = self.manifest["name"]
         self.version: str = str(self.manifest.get("version", "0"))
-        interpreter_cls, self.runtime = interpreter_class()
-        try:
-            self._interpreter = interpreter_cls(model_path=str(self.tflite_path), num_threads=num_threads)
-            self._interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise ModelIntegrityError(f"model {self.name}: {self.tflite_path} is not a loadable TFLite model ({exc})") from exc
+        self._interpreter, self.runtime = open_interpreter(self.tflite_path, num_threads, f"model {self.name}")
         inp = self._interpreter.get_input_details()[0]
         self.input_shape = tuple(int(d) for d in inp["shape"])
         self._input = self._quant(inp)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import ModelIntegrityError
-from edge.models import TFLiteModel, interpreter_class, list_models, models_dir
+from edge.models import TFLiteModel, interpreter_class, list_models, models_dir, open_interpreter
 from tools.train import parse_dataset, resolve
 
 # evaluate KIND -> evaluate(model_name_or_path, dataset_path, args) -> {metric: value, "n": int}
@@ -54,13 +54,7 @@ def _inspect(args) -> int:
         path = models_dir() / f"{args.file}.tflite"
     if not path.is_file():
         raise ModelIntegrityError(f"models inspect {args.file}: no such model file ({path})")
-    interpreter_cls, runtime = interpreter_class()
-    try:
-        interp = interpreter_cls(model_path=str(path))
-        interp.allocate_tensors()
-    except (ValueError, RuntimeError) as exc:
-        raise ModelIntegrityError(f"models inspect {path}: not a TFLite model the runtime can load "
-                         f"({str(exc).splitlines()[0][:160]})") from None
+    interp, runtime = open_interpreter(path, label="models inspect")
     print(f"{path} ({path.stat().st_size} bytes, runtime {runtime})")
     for kind, details in (("input", interp.get_input_details()), ("output", interp.get_output_details())):
         for d in details:
