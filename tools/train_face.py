@@ -223,15 +223,12 @@ def _augment_fn(seed: int, size: int) -> Any:
         layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed + 3),
     ], name="augment")
 
-    def fn(x, y):
-        x = tf.clip_by_value(augment(x, training=True), 0.0, 1.0)
-        if size != FACE_INPUT_SIZE:
-            x = tf.image.resize(x, (size, size), method="area")
-        return x, tf.one_hot(y, len(FER_LABELS))
-    return fn
+    resized = _resized(size)
+    return lambda x, y: resized(tf.clip_by_value(augment(x, training=True), 0.0, 1.0), y)
 
 
 def _resized(size: int) -> Any:
+    """(x, y) -> (x area-resized to ``size`` px, one-hot y): the training resolution of a phase."""
     import tensorflow as tf  # tools only
 
     def fn(x, y):
@@ -418,9 +415,6 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
                                      per_class_recall=per_class_recall(y_test, pred))
         log.info("held-out test, %s: accuracy %.4f, macro-F1 %.4f", variant,
                  test_metrics[variant]["accuracy"], test_metrics[variant]["macro_f1"])
-        flipped = TFLiteModel(out_dir / "face.tflite", variant=variant).predict_batch(x_test[:, :, ::-1])
-        log.info("held-out test, %s with mirror averaging: accuracy %.4f", variant,
-                 float(np.mean(np.argmax(probs + flipped, axis=1) == y_test)))
     manifest.setdefault("metrics", {})["heldout_test"] = test_metrics
     manifest["metrics"]["val_accuracy_best"] = float(max(val_accuracy))
     (out_dir / "face.json").write_text(json.dumps(manifest, indent=2))

@@ -233,21 +233,14 @@ def _features_from_psd(freqs: np.ndarray, psd: np.ndarray, left: int, right: int
 
 def _moving_average(x: np.ndarray, width: int) -> np.ndarray:
     """Centred boxcar along axis 0 via cumulative sums (same length, edges use shorter spans)."""
-    n = x.shape[0]
-    half = width // 2
     if width <= 1:
         return x
-    c = np.zeros((n + 1,) + x.shape[1:])
-    np.cumsum(x, axis=0, out=c[1:])
-    if half + 1 >= n:  # a span as long as the window: plain index arithmetic
-        lo = np.clip(np.arange(n) - half, 0, n)
-        hi = np.clip(np.arange(n) + half + 1, 0, n)
-        return (c[hi] - c[lo]) / (hi - lo)[:, None]
-    # sample i spans [max(i - half, 0), min(i + half + 1, n)): slices, not gathers
-    upper = np.concatenate([c[half + 1:], np.broadcast_to(c[n], (half,) + c.shape[1:])])
-    lower = np.concatenate([np.broadcast_to(c[0], (half,) + c.shape[1:]), c[:n - half]])
-    count = np.minimum(np.arange(n) + half + 1, n) - np.maximum(np.arange(n) - half, 0)
-    return (upper - lower) / count[:, None]
+    c = np.cumsum(np.vstack([np.zeros((1, x.shape[1])), x]), axis=0)
+    n = x.shape[0]
+    half = width // 2
+    lo = np.clip(np.arange(n) - half, 0, n)
+    hi = np.clip(np.arange(n) + half + 1, 0, n)
+    return (c[hi] - c[lo]) / (hi - lo)[:, None]
 
 
 def _ramp_down(value: np.ndarray, good: float, bad: float) -> np.ndarray:
@@ -332,4 +325,5 @@ def eeg_quality_and_features(eeg_uv: np.ndarray, rate_hz: float,
     left, right = _require_pair(channels)
     x = _as_window_unfilled(eeg_uv, rate_hz, len(channels))
     report = _quality_report(*_fill_lost(x), rate_hz)
+    # the window passed _as_window_unfilled (rate > 90 Hz, >= 1 s), so quality computed the PSD
     return float(report["score"]), _features_from_psd(*report["psd"], left, right)
