@@ -211,6 +211,9 @@ def test_a_sensor_that_corrupts_vanishes_and_returns_is_reported_then_taken_back
         assert daemon.alive(), daemon.stderr()[-3000:]
         second = EegCyton(link=link)  # plugged back in: a new pty behind the same path
         second.start()
+        # "back" is when the daemon has the board again, not when it was plugged in: the reconnect
+        # backoff (up to a few seconds) otherwise leaves the first windows half empty
+        assert daemon.wait_for_log(f"serial:cyton:{link}: reconnected", 10), daemon.stderr()[-3000:]
         back = time.time()
         rc = daemon.wait(60)
     finally:
