@@ -200,7 +200,7 @@ def test_a_sensor_that_corrupts_vanishes_and_returns_is_reported_then_taken_back
                       "[windows.eda]\nlength_s = 10.0\nhop_s = 2.0\n")
     daemon = harness.DaemonProcess(
         ["--config", str(config), "--source", f"serial:cyton:{link}", "--source", "simulate:streams=eda,seed=2",
-         "--speed", "1", "--duration", "34", "--broker", broker.url, "--device-id", DEVICE,
+         "--speed", "1", "--duration", "90", "--broker", broker.url, "--device-id", DEVICE,
          "--state-dir", str(tmp_path / "state")], tmp_path)
     try:
         assert daemon.wait_for_log(f"serial:cyton:{link}: connected", 20), daemon.stderr()[-2000:]
@@ -215,7 +215,11 @@ def test_a_sensor_that_corrupts_vanishes_and_returns_is_reported_then_taken_back
         # backoff (up to a few seconds) otherwise leaves the first windows half empty
         assert daemon.wait_for_log(f"serial:cyton:{link}: reconnected", 10), daemon.stderr()[-3000:]
         back = time.time()
-        rc = daemon.wait(60)
+        # stop once two EEG windows lie wholly after the reconnect (a fixed --duration left too few of
+        # them when the suite's load made the reconnect late); --duration above is only a safety cap
+        collector.wait_for(lambda c: sum(ts > back + 4 for ts in _eeg_quality_by_ts(c.states())) >= 2, 30)
+        daemon.terminate()
+        rc = daemon.wait(30)
     finally:
         daemon.close()
         first.vanish()
