@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 from pathlib import Path
@@ -236,3 +237,20 @@ def test_train_face_cli_end_to_end_writes_a_loadable_int8_model(tmp_path: Path) 
     probs = model.predict_batch(read_faces(list_fer2013(data)[0][:3]))
     assert probs.shape == (3, 7) and np.allclose(probs.sum(axis=1), 1.0, atol=0.05)
     assert set(manifest["metrics"]["heldout_test"]) == {"float", "int8"}
+
+    # a warm restart from that run: one resolution, its source named by sha256, the same split
+    again = tmp_path / "restart"
+    proc = run_cli("train", "face", "--dataset", f"fer2013:{data}", "--out", str(again), "--epochs", "1",
+                   "--init-from", str(out / "face.keras"), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    restarted = json.loads((again / "face.json").read_text())["training"]
+    assert restarted["resolution_phases"] == [[40, 1]]
+    assert restarted["init_from"]["sha256"] == hashlib.sha256((out / "face.keras").read_bytes()).hexdigest()
+    assert restarted["init_from"]["training"]["resolution_phases"] == [[32, 1], [48, 1]]
+    assert restarted["n_test"] == manifest["training"]["n_test"]
+    # a file that is not a face net: one line, nothing written
+    (tmp_path / "notes.keras").write_text("not a model")
+    proc = run_cli("train", "face", "--dataset", f"fer2013:{data}", "--out", str(tmp_path / "bad"),
+                   "--init-from", str(tmp_path / "notes.keras"), timeout=600)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr[-2000:]
+    assert "--init-from" in proc.stderr and not (tmp_path / "bad" / "face.tflite").exists()

@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--time-limit-min", type=float, default=None, dest="time_limit_min",
                         help="stop training after this many minutes (face; trainer default if absent)")
+    parser.add_argument("--init-from", type=Path, default=None, dest="init_from", metavar="FACE.keras",
+                        help="face: start from a previous run's net (its face.keras) for one warm restart "
+                             "at a single resolution instead of training from scratch")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -49,6 +49,11 @@ WEIGHT_DECAY = 1e-2
 LABEL_SMOOTHING = 0.1
 TIME_LIMIT_MIN = 150.0  # training stops if it runs longer than this
 BATCH_SIZE = 64
+# a warm restart (--init-from): one more cosine cycle from a lower peak, every epoch at one resolution
+# (the progressive run's net did best at 36-40 px; its short 48 px phase at the end of the cycle hurt)
+RESTART_PX = 40
+RESTART_PEAK_LR = 5e-4
+RESTART_EPOCHS = 20
 
 
 # ----------------------------------------------------------------------------------- data
@@ -275,6 +280,35 @@ def per_class_recall(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]
 
 # ---------------------------------------------------------------------------------- train
 
+def _trained_weights(path: Path) -> list[np.ndarray]:
+    """The net's weights from a previous run's ``face.keras`` (the deployable graph: same weights, any wrapper)."""
+    import tensorflow as tf  # tools only
+
+    if not path.is_file():
+        raise DatasetError(f"train face: --init-from {path}: no such file")
+    try:
+        weights = tf.keras.models.load_model(path, compile=False).get_weights()
+    except Exception as exc:  # noqa: BLE001 - any unreadable file becomes one line
+        raise DatasetError(f"train face: --init-from {path}: not a Keras model ({exc.__class__.__name__})") from exc
+    expected = [w.shape for w in build_model(input_size=None).get_weights()]
+    if [w.shape for w in weights] != expected:
+        raise DatasetError(f"train face: --init-from {path}: not a face net of widths {DEFAULT_WIDTHS}")
+    return weights
+
+
+def _provenance(init_from: Path | None) -> dict[str, Any] | None:
+    """What a warm restart started from: the file, its sha256 and, if beside it, that run's training record."""
+    if not init_from:
+        return None
+    path = Path(init_from)
+    record: dict[str, Any] = {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    for name in ("face.json", "face.draft.json"):
+        if (path.parent / name).is_file():
+            record["training"] = json.loads((path.parent / name).read_text()).get("training")
+            break
+    return record
+
+
 def _time_limit_callback_class() -> Any:
     import tensorflow as tf  # tools only
 
@@ -324,10 +358,13 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
 
     out_dir = Path(out_dir)
     seed = int(getattr(args, "seed", 0) or 0)
-    epochs = int(getattr(args, "epochs", None) or DEFAULT_EPOCHS)
+    init_from = getattr(args, "init_from", None)
+    epochs = int(getattr(args, "epochs", None) or (RESTART_EPOCHS if init_from else DEFAULT_EPOCHS))
+    peak_lr = RESTART_PEAK_LR if init_from else PEAK_LR
     tf.keras.utils.set_random_seed(seed)
     t_start = time.monotonic()
 
+    start_weights = _trained_weights(Path(init_from)) if init_from else None  # a bad file fails before the data loads
     x, y, _ = load_fer2013(path, cache_dir=out_dir / "cache")
     i_train, i_val, i_test = stratified_split(y, seed=SPLIT_SEED)
     log.info("fer2013 %s: %d images; train %d, val %d, test %d (stratified, seed %d)",
@@ -335,11 +372,14 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
 
     # trained resolution-free (progressive resizing), exported at 48 px with the same weights
     model = build_model(input_size=None)
+    if init_from:
+        model.set_weights(start_weights)
+        log.info("warm restart from %s", init_from)
     steps_per_epoch = int(np.ceil(len(i_train) / BATCH_SIZE))
     warmup = steps_per_epoch
     schedule = tf.keras.optimizers.schedules.CosineDecay(
-        PEAK_LR / 10, decay_steps=max(1, epochs * steps_per_epoch - warmup),
-        warmup_target=PEAK_LR, warmup_steps=warmup)
+        peak_lr / 10, decay_steps=max(1, epochs * steps_per_epoch - warmup),
+        warmup_target=peak_lr, warmup_steps=warmup)
     model.compile(optimizer=tf.keras.optimizers.AdamW(schedule, weight_decay=WEIGHT_DECAY),
                   loss=tf.keras.losses.CategoricalCrossentropy(label_smoothing=LABEL_SMOOTHING),
                   metrics=["accuracy"], jit_compile=True)
@@ -349,9 +389,9 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
     time_limit = _TimeLimit(time_limit_min * 60.0)
     csv_log = tf.keras.callbacks.CSVLogger(str(out_dir / "face.history.csv"), append=True)
     (out_dir / "face.history.csv").unlink(missing_ok=True)
-    phases = resolution_phases(epochs)
+    phases = [(RESTART_PX, epochs)] if init_from else resolution_phases(epochs)
     log.info("schedule: %s epochs at px (%d epochs), %d steps each, AdamW peak %.1e",
-             " + ".join(f"{n}@{size}" for size, n in phases), epochs, steps_per_epoch, PEAK_LR)
+             " + ".join(f"{n}@{size}" for size, n in phases), epochs, steps_per_epoch, peak_lr)
     val_accuracy: list[float] = []
     epoch = 0
     for size, n in phases:
@@ -391,7 +431,8 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
             "epochs": epochs_run, "epochs_planned": epochs, "best_epoch": best_epoch,
             "params": int(model.count_params()), "widths": list(DEFAULT_WIDTHS), "batch_size": BATCH_SIZE,
             "resolution_phases": [[size, n] for size, n in phases], "net_px": net_px, "mirror_average": mirror,
-            "val_accuracy_by_choice": val_choices, "optimizer": f"AdamW peak {PEAK_LR:g}, "
+            "val_accuracy_by_choice": val_choices, "init_from": _provenance(init_from),
+            "optimizer": f"AdamW peak {peak_lr:g}, "
             f"weight decay {WEIGHT_DECAY:g}, 1 warm-up epoch then cosine to 0", "label_smoothing": LABEL_SMOOTHING,
             "augmentation": "flip, rotation 10 deg, zoom 10%, shift 10%", "class_weights": None,
             "time_limit_min": time_limit_min, "stopped_by_time_limit": time_limit.stopped,
