@@ -62,16 +62,51 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_port_open(port: int, timeout_s: float = 10.0) -> None:
+def start_mosquitto(conf: Path, port: int, log: Path, timeout_s: float = 10.0) -> subprocess.Popen:
+    """``mosquitto -c CONF``, returned once ``port`` accepts connections.
+
+    Retried until ``timeout_s``: the port can stay busy for a moment after a stop.
+    """
     deadline = time.monotonic() + timeout_s
     while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
+        with open(log, "ab") as log_file:
+            proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=log_file, stderr=subprocess.STDOUT)
+        if wait_until(lambda: port_open(port) or proc.poll() is not None, 3) and proc.poll() is None:
+            return proc
+        stop_process(proc)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"mosquitto did not start on port {port}: "
+                               f"{log.read_text(errors='replace')[-500:] if log.exists() else ''}")
+        time.sleep(0.2)
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM (mosquitto then disconnects everyone and saves its sessions), SIGKILL after 10 s."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        socket.create_connection((host, port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def wait_until(predicate, timeout_s: float = 15.0, step_s: float = 0.02) -> bool:
+    """Poll ``predicate`` until it is true (True) or ``timeout_s`` has passed (its last answer)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step_s)
+    return bool(predicate())
 
 
 class TestBroker:
@@ -105,21 +140,7 @@ class TestBroker:
         if self.kind == "mosquitto":
             conf = self.workdir / f"mosquitto-{self.port}.conf"
             conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-            deadline = time.monotonic() + 10
-            while True:  # the port can stay busy for a moment after a stop
-                log_file = open(self.workdir / f"mosquitto-{self.port}.log", "ab")
-                self._proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=log_file,
-                                              stderr=subprocess.STDOUT)
-                log_file.close()
-                try:
-                    _wait_port_open(self.port, timeout_s=3)
-                    return
-                except OSError:
-                    self._proc.kill()
-                    self._proc.wait()
-                    self._proc = None
-                    if time.monotonic() > deadline:
-                        raise
+            self._proc = start_mosquitto(conf, self.port, self.workdir / f"mosquitto-{self.port}.log")
         else:
             from edge.broker import EmbeddedBroker
 
@@ -137,12 +158,7 @@ class TestBroker:
 
     def stop(self) -> None:
         if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+            stop_process(self._proc)
             self._proc = None
         if self._embedded is not None:
             self._embedded.stop()

@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -30,31 +29,12 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from conftest import free_port, load_test_module  # noqa: F401 - shared with the tests that use this harness
+from conftest import (MOSQUITTO, free_port, load_test_module, start_mosquitto,  # noqa: F401 - shared
+                      stop_process, wait_until)
 
 TESTS_DIR = Path(__file__).resolve().parent
-MOSQUITTO = shutil.which("mosquitto") or next(
-    (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None)
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or next(
     (p for p in ("/usr/bin/mosquitto_passwd", "/usr/local/bin/mosquitto_passwd") if Path(p).exists()), None)
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    try:
-        socket.create_connection((host, port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float, step_s: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(step_s)
 
 
 class PersistentMosquitto:
@@ -99,34 +79,14 @@ class PersistentMosquitto:
         """Start (again) on the same port; returns once the port accepts connections."""
         if self._proc is not None:
             self.stop()
-        deadline = time.monotonic() + 15
-        while True:  # the port can stay busy for a moment after a stop
-            self._proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL)
-            if wait_until(lambda: port_open(self.port) or self._proc.poll() is not None, 3):
-                if self._proc.poll() is None:
-                    self.restarts += 1
-                    return
-            self._proc.kill()
-            self._proc.wait()
-            self._proc = None
-            if time.monotonic() > deadline:
-                log = self.workdir / "mosquitto.log"
-                raise RuntimeError(f"mosquitto did not start on port {self.port}: "
-                                   f"{log.read_text()[-500:] if log.exists() else ''}")
-            time.sleep(0.2)
+        self._proc = start_mosquitto(self.conf, self.port, self.workdir / "mosquitto.log", timeout_s=15)
+        self.restarts += 1
 
     def stop(self) -> None:
         """SIGTERM: mosquitto disconnects everyone and saves its sessions and queued messages."""
-        if self._proc is None:
-            return
-        self._proc.terminate()
-        try:
-            self._proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-        self._proc = None
+        if self._proc is not None:
+            stop_process(self._proc)
+            self._proc = None
 
 
 class StateCollector:

@@ -17,6 +17,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from conftest import port_open, wait_until
 from edge.errors import ConfigError
 from edge.publish import BrokerAddress, StatePublisher, parse_broker_url, validate_state
 
@@ -101,15 +102,6 @@ class Subscriber:
 def broker(request):
     """Each publisher test runs against mosquitto (if installed) and the embedded broker."""
     return request.getfixturevalue(request.param)
-
-
-def wait_until(predicate, timeout_s: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -548,7 +540,7 @@ def test_mqtts_delivers_with_the_right_ca_and_refuses_a_server_it_cannot_verify(
         [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        assert wait_until(lambda: _port_open(port), 10)
+        assert wait_until(lambda: port_open(port), 10)
         url = f"mqtts://127.0.0.1:{port}"
         got: list[bytes] = []
         sub = mqtt.Client(
@@ -583,14 +575,6 @@ def test_mqtts_delivers_with_the_right_ca_and_refuses_a_server_it_cannot_verify(
     finally:
         broker.terminate()
         broker.wait(10)
-
-
-def _port_open(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
 
 
 def test_tls_files_that_are_not_certificates_are_a_config_error_at_start(tmp_path):
