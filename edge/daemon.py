@@ -661,7 +661,9 @@ def open_sources(specs: tuple[str, ...], speed: float | None) -> tuple[list[Any]
 
 async def _cancel_all(tasks: list[asyncio.Task], timeout_s: float) -> None:
     """Cancel the source tasks and wait for them, re-cancelling (a cancellation can be lost in a race
-    inside ``asyncio.wait_for`` on Python < 3.12); a task still running after ``timeout_s`` is left."""
+    inside ``asyncio.wait_for`` on Python < 3.12: the transports avoid it from 3.11 on, see
+    ``firmware_bridge.transports.aio``, but 3.10 and third-party code may not); a task still running
+    after ``timeout_s`` is left."""
     deadline = time.monotonic() + timeout_s
     pending = {t for t in tasks if not t.done()}
     while pending and time.monotonic() < deadline:

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from firmware_bridge.transports.aio import next_item
+
 logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 20.0
@@ -132,7 +134,7 @@ class BleLink:
     async def next(self, timeout_s: float) -> Notification | None:
         """The next notification; None after ``timeout_s`` of silence; LinkLost when disconnected."""
         try:
-            item = await asyncio.wait_for(self._queue.get(), timeout_s)
+            item = await next_item(self._queue, timeout_s)
         except asyncio.TimeoutError:
             if not self.is_connected:
                 raise LinkLost(f"{self.address}: not connected") from None

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from firmware_bridge.transports.aio import next_item
+
 logger = logging.getLogger(__name__)
 
 READ_TIMEOUT_S = 0.05  # reader thread poll: bounds how long close() waits for it
@@ -101,7 +103,7 @@ class SerialLink:
     async def read(self, timeout_s: float) -> tuple[bytes, float] | None:
         """Next chunk and its receive time; None after ``timeout_s`` of silence; PortLost if gone."""
         try:
-            item = await asyncio.wait_for(self._queue.get(), timeout_s)
+            item = await next_item(self._queue, timeout_s)
         except asyncio.TimeoutError:
             return None
         if isinstance(item, BaseException):
