@@ -26,6 +26,7 @@ from firmware_bridge.backoff import Backoff
 from firmware_bridge.protocols import cyton, framed, hrs, muse, polar_pmd
 from firmware_bridge.protocols.result import DecodeResult
 from firmware_bridge.source import Source
+from firmware_bridge.transports.aio import next_item
 from firmware_bridge.transports.ble import (
     BleLink,
     LinkLost,
@@ -411,7 +412,7 @@ class PolarH10Source(BleDeviceSource):
         await link.write(polar_pmd.PMD_CONTROL, polar_pmd.START_ECG, response=True)
         try:
             while True:
-                response = await asyncio.wait_for(self._responses.get(), self.control_timeout_s)
+                response = await next_item(self._responses, self.control_timeout_s)
                 if (
                     response.op == polar_pmd.START_ECG[0]
                     and response.measurement_type == polar_pmd.MEASUREMENT_ECG
