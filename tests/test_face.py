@@ -224,6 +224,23 @@ def test_mirror_averaged_graph_is_the_mean_of_face_and_mirror() -> None:
     assert not np.allclose(base(x).numpy(), expected, atol=1e-6)  # the mirror really changes the answer
 
 
+def test_deployment_choice_is_the_best_single_pass_unless_mirror_averaging_is_allowed() -> None:
+    """Mirror averaging runs the net twice (over the 2 ms budget): scored and logged, not chosen by default."""
+    tf = pytest.importorskip("tensorflow")
+    from tools.train_face import build_model, choose_deployment
+
+    tf.keras.utils.set_random_seed(2)
+    net = build_model(widths=(4, 8), input_size=None)
+    rng = np.random.default_rng(2)
+    x, y = rng.random((80, 48, 48, 1)).astype(np.float32), rng.integers(0, 7, 80)
+    px, mirror, scores = choose_deployment(net, x, y)
+    single = {k: v for k, v in scores.items() if "mirror" not in k}
+    assert len(scores) == 8 and not mirror and scores[f"{px}px"] == max(single.values())
+    assert max(scores.values()) > max(single.values())  # here a mirror choice scored best: it was passed over
+    px, mirror, _ = choose_deployment(net, x, y, allow_mirror=True)
+    assert mirror and scores[f"{px}px mirror"] == max(scores.values())
+
+
 def test_train_face_cli_end_to_end_writes_a_loadable_int8_model(tmp_path: Path) -> None:
     pytest.importorskip("tensorflow")
     data = _write_fer_fixture(tmp_path / "train", per_class=20)  # enough for a val and a test image per class
