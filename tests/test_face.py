@@ -193,10 +193,10 @@ def test_shipped_face_model_on_held_out_fer2013(shared_data: Path) -> None:
     x = read_faces([paths[i] for i in sample])
     pred = np.argmax(TFLiteModel("face").predict_batch(x), axis=1)
     accuracy = float(np.mean(pred == labels[sample]))
-    # A regression guard at the shipped model's level (62.5% on the whole held-out part, 60.4% on this sample; 7 classes,
+    # A regression guard at the shipped model's level (65.1% on the whole held-out part, 63.6% on this sample; 7 classes,
     # chance 14-25%), not the product target: issue 2 asks for >= 66%, which this model does not
     # reach (see models/face.md); raise this bound when a better model ships.
-    assert accuracy >= 0.57, f"int8 accuracy {accuracy:.3f} on 500 held-out FER2013 images"
+    assert accuracy >= 0.60, f"int8 accuracy {accuracy:.3f} on 500 held-out FER2013 images"
 
 
 # ---------------------------------------------------------------------------- trainer
@@ -265,6 +265,7 @@ def test_train_face_cli_end_to_end_writes_a_loadable_int8_model(tmp_path: Path) 
     assert restarted["init_from"]["sha256"] == hashlib.sha256((out / "face.keras").read_bytes()).hexdigest()
     assert restarted["init_from"]["training"]["resolution_phases"] == [[32, 1], [48, 1]]
     assert restarted["n_test"] == manifest["training"]["n_test"]
+    assert len(restarted["snapshot_averaging"]["val_accuracy_by_choice_before"]) == 8  # the restart's end, scored
     # a file that is not a face net: one line, nothing written
     (tmp_path / "notes.keras").write_text("not a model")
     proc = run_cli("train", "face", "--dataset", f"fer2013:{data}", "--out", str(tmp_path / "bad"),
