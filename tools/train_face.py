@@ -33,6 +33,7 @@ import numpy as np
 
 from edge.errors import DatasetError
 from edge.features.face import FACE_INPUT_SIZE, FER_LABELS, face_input
+from edge.models import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -342,7 +343,7 @@ def _provenance(init_from: Path | None) -> dict[str, Any] | None:
     if not init_from:
         return None
     path = Path(init_from)
-    record: dict[str, Any] = {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    record: dict[str, Any] = {"file": path.name, "sha256": sha256_of(path)}
     for name in ("face.json", "face.draft.json"):
         if (path.parent / name).is_file():
             record["training"] = json.loads((path.parent / name).read_text()).get("training")
