@@ -17,7 +17,6 @@ The subscriber holds a persistent session on a mosquitto that keeps sessions acr
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil

@@ -373,7 +373,7 @@ def train_deap(dataset_path: Path, out_dir: Path, args: argparse.Namespace, repo
            f"({time.perf_counter() - t0:.1f} s of feature extraction)")
     train_subjects, test_subjects = split_subjects(list(data["subject"]), seed)
     is_test = np.isin(data["subject"], test_subjects)
-    x_tr, y_tr = data["x"][~is_test], data["y"][~is_test]
+    x_tr = data["x"][~is_test]
     x_te, y_te = data["x"][is_test], data["y"][is_test]
     mean, std = _robust_scale(x_tr)
 
