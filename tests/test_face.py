@@ -266,6 +266,7 @@ def test_train_face_cli_end_to_end_writes_a_loadable_int8_model(tmp_path: Path) 
     assert restarted["init_from"]["training"]["resolution_phases"] == [[32, 1], [48, 1]]
     assert restarted["n_test"] == manifest["training"]["n_test"]
     assert len(restarted["snapshot_averaging"]["val_accuracy_by_choice_before"]) == 8  # the restart's end, scored
+    assert restarted["snapshot_averaging"]["snapshots"] == 2  # the start and the one epoch's end, averaged
     # a file that is not a face net: one line, nothing written
     (tmp_path / "notes.keras").write_text("not a model")
     proc = run_cli("train", "face", "--dataset", f"fer2013:{data}", "--out", str(tmp_path / "bad"),

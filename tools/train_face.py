@@ -57,7 +57,7 @@ RESTART_PX = 40
 RESTART_PEAK_LR = 5e-4
 RESTART_EPOCHS = 12
 BN_RECALIBRATION_BATCHES = 200  # training batches whose statistics the averaged net's BatchNorm takes
-MODEL_VERSION = "1.3.0"
+MODEL_VERSION = "1.2.0"
 
 
 # ----------------------------------------------------------------------------------- data
@@ -184,29 +184,24 @@ def mirror_averaged(model: Any) -> Any:
 DEPLOY_SIZES = (36, 40, 44, 48)  # px the net may see after the in-graph resize (chosen on val)
 
 
-def choose_deployment(net: Any, x_val: np.ndarray, y_val: np.ndarray, allow_mirror: bool = False,
-                      bn_from: np.ndarray | None = None, seed: int = 0) -> tuple[int, bool, dict[str, float]]:
+def choose_deployment(net: Any, x_val: np.ndarray, y_val: np.ndarray,
+                      allow_mirror: bool = False) -> tuple[int, bool, dict[str, float]]:
     """(net input px, mirror averaging?, val accuracy of every choice): the best on the validation part.
 
     After progressive resizing the net is not always best at 48 px (the shipped one did better at
     36); the deployed graph keeps a 48 px input and resizes inside (bilinear: a TFLite builtin).
     Mirror averaging is scored (and logged) but chosen only with ``allow_mirror``: it runs the net
-    twice, 2.6-4.1 ms per face here against the 2 ms budget (one pass: 1.2-1.5 ms at 36-44 px).
+    twice, 2.3-4.1 ms per face here against the 2 ms budget (one pass: 1.0-1.5 ms at 36-44 px).
 
-    With ``bn_from`` (training images), BatchNorm statistics are re-measured at every size, on images
-    resized as the deployed graph resizes them, before that size is scored: a net trained at 40 px
-    sees other pixel statistics at 36 or 48 (Touvron et al. 2019, "FixRes"). ``net`` is left with
-    the chosen size's statistics.
+    BatchNorm statistics stay as measured at the training resolution (40 px, area-resized).
+    Re-measuring them per deployed size on bilinear-resized images (as the graph resizes) was
+    tried and lost validation accuracy (1.2.0 at 36 px: 63.7% -> 62.4%).
     """
     import tensorflow as tf  # tools only
 
     scores: dict[str, float] = {}
     best = (-1.0, FACE_INPUT_SIZE, False)
-    trained, best_weights = net.get_weights(), None
     for size in DEPLOY_SIZES:
-        if bn_from is not None:
-            net.set_weights(trained)
-            recalibrate_batchnorm(net, bn_from, seed, size, method="bilinear")
         xs = x_val if size == FACE_INPUT_SIZE else tf.image.resize(x_val, (size, size), method="bilinear").numpy()
         p = net.predict(xs, verbose=0, batch_size=256)
         pm = net.predict(xs[:, :, ::-1], verbose=0, batch_size=256)
@@ -214,10 +209,8 @@ def choose_deployment(net: Any, x_val: np.ndarray, y_val: np.ndarray, allow_mirr
             acc = float(np.mean(np.argmax(probs, axis=1) == y_val))
             scores[f"{size}px{' mirror' if mirror else ''}"] = round(acc, 4)
             if acc > best[0] + 1e-9 and (allow_mirror or not mirror):
-                best, best_weights = (acc, size, mirror), net.get_weights()
-    net.set_weights(best_weights)
-    log.info("validation accuracy by deployment choice%s: %s; chosen %d px%s",
-             " (BatchNorm re-measured per size)" if bn_from is not None else "", scores, best[1],
+                best = (acc, size, mirror)
+    log.info("validation accuracy by deployment choice: %s; chosen %d px%s", scores, best[1],
              " with mirror averaging" if best[2] else "")
     return best[1], best[2], scores
 
@@ -257,8 +250,8 @@ def average_snapshots(net: Any, snapshot_mean: list[np.ndarray], x_train: np.nda
 
 
 def recalibrate_batchnorm(net: Any, x: np.ndarray, seed: int, px: int,
-                          batches: int = BN_RECALIBRATION_BATCHES, method: str = "area") -> None:
-    """BatchNorm moving statistics := the mean over ``batches`` batches of ``x`` (resized to ``px``).
+                          batches: int = BN_RECALIBRATION_BATCHES) -> None:
+    """BatchNorm moving statistics := the mean over ``batches`` batches of ``x`` (area-resized to ``px``).
 
     A cumulative mean, not Keras' moving average: at batch k the momentum is 1 - 1/k.
     """
@@ -273,9 +266,7 @@ def recalibrate_batchnorm(net: Any, x: np.ndarray, seed: int, px: int,
             for layer in norms:
                 layer.momentum = 1.0 - 1.0 / k
             batch = x[order[(k - 1) * BATCH_SIZE:k * BATCH_SIZE]]
-            if px != batch.shape[1]:
-                batch = tf.image.resize(batch, (px, px), method=method)
-            net(batch, training=True)
+            net(tf.image.resize(batch, (px, px), method="area"), training=True)
     finally:
         for layer, momentum in zip(norms, saved):
             layer.momentum = momentum
@@ -491,8 +482,7 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
     if init_from:  # the warm restart's end, then the mean of all its snapshots (see average_snapshots)
         restart_val_choices = choose_deployment(model, x[i_val], y[i_val])[2]
         average_snapshots(model, snapshots.mean(), x[i_train], seed)
-    net_px, mirror, val_choices = choose_deployment(model, x[i_val], y[i_val],
-                                                    bn_from=x[i_train] if init_from else None, seed=seed)
+    net_px, mirror, val_choices = choose_deployment(model, x[i_val], y[i_val])
     model = deployable(model, net_px, mirror)
 
     draft: dict[str, Any] = {
@@ -521,7 +511,7 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
             "val_accuracy_by_choice": val_choices, "init_from": _provenance(init_from),
             "snapshot_averaging": ({"of": f"start and the end of each of {epochs_run} epochs of the warm restart",
                                     "snapshots": snapshots.count,
-                                    "batchnorm_recalibrated_at_px": f"{net_px} (bilinear from 48, as deployed)",
+                                    "batchnorm_recalibrated_at_px": RESTART_PX,
                                     "batchnorm_batches": BN_RECALIBRATION_BATCHES,
                                     "val_accuracy_by_choice_before": restart_val_choices} if init_from else None),
             "optimizer": f"AdamW peak {peak_lr:g}, "
