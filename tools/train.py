@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-from", type=Path, default=None, dest="init_from", metavar="FACE.keras",
                         help="face: start from a previous run's net (its face.keras) for one warm restart "
                              "at a single resolution instead of training from scratch")
+    parser.add_argument("--teacher", type=Path, action="append", default=None, dest="teachers", metavar="FACE.keras",
+                        help="face: distil from this net (repeat for an ensemble): the training targets mix each "
+                             "image's label with the teachers' mirror-averaged probabilities")
 
 
 def main(args: argparse.Namespace) -> int:

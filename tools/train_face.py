@@ -57,6 +57,8 @@ RESTART_PX = 40
 RESTART_PEAK_LR = 5e-4
 RESTART_EPOCHS = 12
 BN_RECALIBRATION_BATCHES = 200  # training batches whose statistics the averaged net's BatchNorm takes
+# --teacher: the target is this share of the teachers' probabilities, the rest the (smoothed) label
+DISTILL_WEIGHT = 0.5
 MODEL_VERSION = "1.2.0"
 
 
@@ -301,13 +303,16 @@ def _augment_fn(seed: int, size: int) -> Any:
 
 
 def _resized(size: int) -> Any:
-    """(x, y) -> (x area-resized to ``size`` px, one-hot y): the training resolution of a phase."""
+    """(x, y) -> (x area-resized to ``size`` px, y one-hot): the training resolution of a phase.
+
+    ``y`` that already holds a probability per class (distillation targets) passes unchanged.
+    """
     import tensorflow as tf  # tools only
 
     def fn(x, y):
         if size != FACE_INPUT_SIZE:
             x = tf.image.resize(x, (size, size), method="area")
-        return x, tf.one_hot(y, len(FER_LABELS))
+        return x, (y if len(y.shape) == 2 else tf.one_hot(y, len(FER_LABELS)))
     return fn
 
 
@@ -377,6 +382,30 @@ def _provenance(init_from: Path | None) -> dict[str, Any] | None:
     return record
 
 
+def teacher_targets(teachers: list[Path], x: np.ndarray, y: np.ndarray, x_bn: np.ndarray, seed: int,
+                    px: int = RESTART_PX, weight: float = DISTILL_WEIGHT) -> tuple[np.ndarray, np.ndarray]:
+    """(training targets, teachers' probabilities) for ``x``: offline knowledge distillation.
+
+    Each teacher (a previous run's net; BatchNorm re-measured on ``x_bn`` at ``px``) scores every
+    image and its mirror image at ``px``; the ensemble's mean probability (Hinton et al. 2015)
+    carries what one label cannot: how much a face also looks like the neighbouring classes. The
+    teachers run once, on the unaugmented images (the augmentations keep the expression), so
+    training costs what it did without them, and the student stays one pass at deployment.
+    """
+    import tensorflow as tf  # tools only
+
+    xs = tf.image.resize(x, (px, px), method="area").numpy()
+    probs = np.zeros((len(x), len(FER_LABELS)), dtype=np.float64)
+    for path in teachers:
+        net = build_model(input_size=None)
+        net.set_weights(_trained_weights(Path(path)))
+        recalibrate_batchnorm(net, x_bn, seed, px)
+        probs += net.predict(xs, verbose=0, batch_size=256) + net.predict(xs[:, :, ::-1], verbose=0, batch_size=256)
+    probs /= 2 * len(teachers)
+    targets = weight * probs + (1 - weight) * np.eye(len(FER_LABELS))[y]
+    return targets.astype(np.float32), probs.astype(np.float32)
+
+
 def _time_limit_callback_class() -> Any:
     import tensorflow as tf  # tools only
 
@@ -433,10 +462,22 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
     t_start = time.monotonic()
 
     start_weights = _trained_weights(Path(init_from)) if init_from else None  # a bad file fails before the data loads
+    teachers = list(getattr(args, "teachers", None) or [])
+    for teacher in teachers:
+        _trained_weights(Path(teacher))  # likewise
     x, y, _ = load_fer2013(path, cache_dir=out_dir / "cache")
     i_train, i_val, i_test = stratified_split(y, seed=SPLIT_SEED)
     log.info("fer2013 %s: %d images; train %d, val %d, test %d (stratified, seed %d)",
              path, len(y), len(i_train), len(i_val), len(i_test), SPLIT_SEED)
+
+    y_fit = y[i_train]
+    teacher_val = None
+    if teachers:
+        y_fit, _ = teacher_targets(teachers, x[i_train], y[i_train], x[i_train], seed)
+        _, p_val = teacher_targets(teachers, x[i_val], y[i_val], x[i_train], seed)
+        teacher_val = round(float(np.mean(np.argmax(p_val, axis=1) == y[i_val])), 4)
+        log.info("distilling from %d teacher(s) (weight %.2f); their mirror-averaged val accuracy at %d px: %.4f",
+                 len(teachers), DISTILL_WEIGHT, RESTART_PX, teacher_val)
 
     # trained resolution-free (progressive resizing), exported at 48 px with the same weights
     model = build_model(input_size=None)
@@ -470,7 +511,7 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
     for size, n in phases:
         if time_limit.stopped:
             break
-        train_ds, val_ds = _datasets(x[i_train], y[i_train], x[i_val], y[i_val], seed + epoch, size)
+        train_ds, val_ds = _datasets(x[i_train], y_fit, x[i_val], y[i_val], seed + epoch, size)
         history = model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + n,
                             verbose=2, callbacks=callbacks)
         val_accuracy += list(history.history["val_accuracy"])
@@ -509,6 +550,10 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
             "params": int(model.count_params()), "widths": list(DEFAULT_WIDTHS), "batch_size": BATCH_SIZE,
             "resolution_phases": [[size, n] for size, n in phases], "net_px": net_px, "mirror_average": mirror,
             "val_accuracy_by_choice": val_choices, "init_from": _provenance(init_from),
+            "distillation": ({"teachers": [_provenance(t) for t in teachers], "weight": DISTILL_WEIGHT,
+                              "targets": f"teachers' mean of face and mirror probabilities at {RESTART_PX} px, "
+                              "BatchNorm re-measured; mixed with the label",
+                              "teacher_val_accuracy": teacher_val} if teachers else None),
             "snapshot_averaging": ({"of": f"start and the end of each of {epochs_run} epochs of the warm restart",
                                     "snapshots": snapshots.count,
                                     "batchnorm_recalibrated_at_px": RESTART_PX,
