@@ -241,6 +241,27 @@ def test_deployment_choice_is_the_best_single_pass_unless_mirror_averaging_is_al
     assert mirror and scores[f"{px}px mirror"] == max(scores.values())
 
 
+def test_teacher_probabilities_are_the_ensembles_mirror_averaged_mean(tmp_path: Path) -> None:
+    """Distillation targets: each teacher scores face and mirror; the ensemble is the mean of its members."""
+    tf = pytest.importorskip("tensorflow")
+    from tools.train_face import build_model, teacher_probabilities
+
+    files = []
+    for seed in (4, 5):
+        tf.keras.utils.set_random_seed(seed)
+        files.append(tmp_path / f"teacher{seed}.keras")
+        build_model(input_size=None).save(files[-1])
+    rng = np.random.default_rng(4)
+    x, x_bn = rng.random((6, 48, 48, 1)).astype(np.float32), rng.random((128, 48, 48, 1)).astype(np.float32)
+    (both,) = teacher_probabilities(files, [x], x_bn, seed=0)
+    (first,), (second,) = (teacher_probabilities([f], [x], x_bn, seed=0) for f in files)
+    np.testing.assert_allclose(both, (first + second) / 2, atol=1e-5)
+    assert not np.allclose(first, second, atol=1e-3)  # two different teachers, so the mean is no copy of one
+    np.testing.assert_allclose(both.sum(axis=1), 1.0, atol=1e-5)
+    (mirrored,) = teacher_probabilities(files, [x[:, :, ::-1]], x_bn, seed=0)
+    np.testing.assert_allclose(mirrored, both, atol=1e-5)  # face and mirror image get the same target
+
+
 def test_train_face_cli_end_to_end_writes_a_loadable_int8_model(tmp_path: Path) -> None:
     pytest.importorskip("tensorflow")
     data = _write_fer_fixture(tmp_path / "train", per_class=20)  # enough for a val and a test image per class
@@ -258,9 +279,12 @@ def test_train_face_cli_end_to_end_writes_a_loadable_int8_model(tmp_path: Path) 
     # a warm restart from that run: one resolution, its source named by sha256, the same split
     again = tmp_path / "restart"
     proc = run_cli("train", "face", "--dataset", f"fer2013:{data}", "--out", str(again), "--epochs", "1",
-                   "--init-from", str(out / "face.keras"), timeout=600)
+                   "--init-from", str(out / "face.keras"), "--teacher", str(out / "face.keras"), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     restarted = json.loads((again / "face.json").read_text())["training"]
+    distilled = restarted["distillation"]  # the teacher named by sha256, its val accuracy measured
+    assert distilled["teachers"][0]["sha256"] == restarted["init_from"]["sha256"]
+    assert 0.0 <= distilled["teacher_val_accuracy"] <= 1.0 and distilled["weight"] == 0.5
     assert restarted["resolution_phases"] == [[40, 1]]
     assert restarted["init_from"]["sha256"] == hashlib.sha256((out / "face.keras").read_bytes()).hexdigest()
     assert restarted["init_from"]["training"]["resolution_phases"] == [[32, 1], [48, 1]]

@@ -382,9 +382,9 @@ def _provenance(init_from: Path | None) -> dict[str, Any] | None:
     return record
 
 
-def teacher_targets(teachers: list[Path], x: np.ndarray, y: np.ndarray, x_bn: np.ndarray, seed: int,
-                    px: int = RESTART_PX, weight: float = DISTILL_WEIGHT) -> tuple[np.ndarray, np.ndarray]:
-    """(training targets, teachers' probabilities) for ``x``: offline knowledge distillation.
+def teacher_probabilities(teachers: list[Path], parts: list[np.ndarray], x_bn: np.ndarray, seed: int,
+                          px: int = RESTART_PX) -> list[np.ndarray]:
+    """The teachers' mean probabilities for each array of images in ``parts``: offline distillation.
 
     Each teacher (a previous run's net; BatchNorm re-measured on ``x_bn`` at ``px``) scores every
     image and its mirror image at ``px``; the ensemble's mean probability (Hinton et al. 2015)
@@ -394,16 +394,15 @@ def teacher_targets(teachers: list[Path], x: np.ndarray, y: np.ndarray, x_bn: np
     """
     import tensorflow as tf  # tools only
 
-    xs = tf.image.resize(x, (px, px), method="area").numpy()
-    probs = np.zeros((len(x), len(FER_LABELS)), dtype=np.float64)
+    resized = [tf.image.resize(x, (px, px), method="area").numpy() for x in parts]
+    probs = [np.zeros((len(x), len(FER_LABELS)), dtype=np.float64) for x in parts]
     for path in teachers:
         net = build_model(input_size=None)
         net.set_weights(_trained_weights(Path(path)))
         recalibrate_batchnorm(net, x_bn, seed, px)
-        probs += net.predict(xs, verbose=0, batch_size=256) + net.predict(xs[:, :, ::-1], verbose=0, batch_size=256)
-    probs /= 2 * len(teachers)
-    targets = weight * probs + (1 - weight) * np.eye(len(FER_LABELS))[y]
-    return targets.astype(np.float32), probs.astype(np.float32)
+        for xs, total in zip(resized, probs):
+            total += net.predict(xs, verbose=0, batch_size=256) + net.predict(xs[:, :, ::-1], verbose=0, batch_size=256)
+    return [(total / (2 * len(teachers))).astype(np.float32) for total in probs]
 
 
 def _time_limit_callback_class() -> Any:
@@ -473,8 +472,8 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
     y_fit = y[i_train]
     teacher_val = None
     if teachers:
-        y_fit, _ = teacher_targets(teachers, x[i_train], y[i_train], x[i_train], seed)
-        _, p_val = teacher_targets(teachers, x[i_val], y[i_val], x[i_train], seed)
+        p_train, p_val = teacher_probabilities(teachers, [x[i_train], x[i_val]], x[i_train], seed)
+        y_fit = DISTILL_WEIGHT * p_train + (1 - DISTILL_WEIGHT) * np.eye(len(FER_LABELS), dtype=np.float32)[y[i_train]]
         teacher_val = round(float(np.mean(np.argmax(p_val, axis=1) == y[i_val])), 4)
         log.info("distilling from %d teacher(s) (weight %.2f); their mirror-averaged val accuracy at %d px: %.4f",
                  len(teachers), DISTILL_WEIGHT, RESTART_PX, teacher_val)
