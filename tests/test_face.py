@@ -193,10 +193,10 @@ def test_shipped_face_model_on_held_out_fer2013(shared_data: Path) -> None:
     x = read_faces([paths[i] for i in sample])
     pred = np.argmax(TFLiteModel("face").predict_batch(x), axis=1)
     accuracy = float(np.mean(pred == labels[sample]))
-    # A regression guard at the shipped model's level (65.1% on the whole held-out part, 63.6% on this sample; 7 classes,
+    # A regression guard at the shipped model's level (65.4% on the whole held-out part, 64.4% on this sample; 7 classes,
     # chance 14-25%), not the product target: issue 2 asks for >= 66%, which this model does not
     # reach (see models/face.md); raise this bound when a better model ships.
-    assert accuracy >= 0.60, f"int8 accuracy {accuracy:.3f} on 500 held-out FER2013 images"
+    assert accuracy >= 0.61, f"int8 accuracy {accuracy:.3f} on 500 held-out FER2013 images"
 
 
 # ---------------------------------------------------------------------------- trainer

@@ -59,7 +59,7 @@ RESTART_EPOCHS = 12
 BN_RECALIBRATION_BATCHES = 200  # training batches whose statistics the averaged net's BatchNorm takes
 # --teacher: the target is this share of the teachers' probabilities, the rest the (smoothed) label
 DISTILL_WEIGHT = 0.5
-MODEL_VERSION = "1.2.0"
+MODEL_VERSION = "1.3.0"
 
 
 # ----------------------------------------------------------------------------------- data
