@@ -297,3 +297,7 @@ def test_train_face_cli_end_to_end_writes_a_loadable_int8_model(tmp_path: Path) 
                    "--init-from", str(tmp_path / "notes.keras"), timeout=600)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr[-2000:]
     assert "--init-from" in proc.stderr and not (tmp_path / "bad" / "face.tflite").exists()
+    proc = run_cli("train", "face", "--dataset", f"fer2013:{data}", "--out", str(tmp_path / "bad"),
+                   "--teacher", str(tmp_path / "notes.keras"), timeout=600)  # the line names the flag that gave it
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr[-2000:]
+    assert "--teacher" in proc.stderr and "--init-from" not in proc.stderr

@@ -353,19 +353,22 @@ def per_class_recall(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]
 
 # ---------------------------------------------------------------------------------- train
 
-def _trained_weights(path: Path) -> list[np.ndarray]:
-    """The net's weights from a previous run's ``face.keras`` (the deployable graph: same weights, any wrapper)."""
+def _trained_weights(path: Path, flag: str = "--init-from") -> list[np.ndarray]:
+    """The net's weights from a previous run's ``face.keras`` (the deployable graph: same weights, any wrapper).
+
+    A bad file is one line naming ``flag``, the option that gave it.
+    """
     import tensorflow as tf  # tools only
 
     if not path.is_file():
-        raise DatasetError(f"train face: --init-from {path}: no such file")
+        raise DatasetError(f"train face: {flag} {path}: no such file")
     try:
         weights = tf.keras.models.load_model(path, compile=False).get_weights()
     except Exception as exc:  # noqa: BLE001 - any unreadable file becomes one line
-        raise DatasetError(f"train face: --init-from {path}: not a Keras model ({exc.__class__.__name__})") from exc
+        raise DatasetError(f"train face: {flag} {path}: not a Keras model ({exc.__class__.__name__})") from exc
     expected = [w.shape for w in build_model(input_size=None).get_weights()]
     if [w.shape for w in weights] != expected:
-        raise DatasetError(f"train face: --init-from {path}: not a face net of widths {DEFAULT_WIDTHS}")
+        raise DatasetError(f"train face: {flag} {path}: not a face net of widths {DEFAULT_WIDTHS}")
     return weights
 
 
@@ -463,7 +466,7 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
     start_weights = _trained_weights(Path(init_from)) if init_from else None  # a bad file fails before the data loads
     teachers = list(getattr(args, "teachers", None) or [])
     for teacher in teachers:
-        _trained_weights(Path(teacher))  # likewise
+        _trained_weights(Path(teacher), "--teacher")  # likewise
     x, y, _ = load_fer2013(path, cache_dir=out_dir / "cache")
     i_train, i_val, i_test = stratified_split(y, seed=SPLIT_SEED)
     log.info("fer2013 %s: %d images; train %d, val %d, test %d (stratified, seed %d)",
