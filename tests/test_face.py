@@ -244,21 +244,22 @@ def test_deployment_choice_is_the_best_single_pass_unless_mirror_averaging_is_al
 def test_teacher_probabilities_are_the_ensembles_mirror_averaged_mean(tmp_path: Path) -> None:
     """Distillation targets: each teacher scores face and mirror; the ensemble is the mean of its members."""
     tf = pytest.importorskip("tensorflow")
-    from tools.train_face import build_model, teacher_probabilities
+    from tools.train_face import _trained_weights, build_model, teacher_probabilities
 
     files = []
     for seed in (4, 5):
         tf.keras.utils.set_random_seed(seed)
         files.append(tmp_path / f"teacher{seed}.keras")
         build_model(input_size=None).save(files[-1])
+    teachers = [_trained_weights(f) for f in files]  # as train() reads them
     rng = np.random.default_rng(4)
     x, x_bn = rng.random((6, 48, 48, 1)).astype(np.float32), rng.random((128, 48, 48, 1)).astype(np.float32)
-    (both,) = teacher_probabilities(files, [x], x_bn, seed=0)
-    (first,), (second,) = (teacher_probabilities([f], [x], x_bn, seed=0) for f in files)
+    (both,) = teacher_probabilities(teachers, [x], x_bn, seed=0)
+    (first,), (second,) = (teacher_probabilities([t], [x], x_bn, seed=0) for t in teachers)
     np.testing.assert_allclose(both, (first + second) / 2, atol=1e-5)
     assert not np.allclose(first, second, atol=1e-3)  # two different teachers, so the mean is no copy of one
     np.testing.assert_allclose(both.sum(axis=1), 1.0, atol=1e-5)
-    (mirrored,) = teacher_probabilities(files, [x[:, :, ::-1]], x_bn, seed=0)
+    (mirrored,) = teacher_probabilities(teachers, [x[:, :, ::-1]], x_bn, seed=0)
     np.testing.assert_allclose(mirrored, both, atol=1e-5)  # face and mirror image get the same target
 
 

@@ -385,12 +385,13 @@ def _provenance(init_from: Path | None) -> dict[str, Any] | None:
     return record
 
 
-def teacher_probabilities(teachers: list[Path], parts: list[np.ndarray], x_bn: np.ndarray, seed: int,
+def teacher_probabilities(teachers: list[list[np.ndarray]], parts: list[np.ndarray], x_bn: np.ndarray, seed: int,
                           px: int = RESTART_PX) -> list[np.ndarray]:
     """The teachers' mean probabilities for each array of images in ``parts``: offline distillation.
 
-    Each teacher (a previous run's net; BatchNorm re-measured on ``x_bn`` at ``px``) scores every
-    image and its mirror image at ``px``; the ensemble's mean probability (Hinton et al. 2015)
+    Each teacher (a previous run's net weights, as ``_trained_weights`` reads them; BatchNorm
+    re-measured on ``x_bn`` at ``px``) scores every image and its mirror image at ``px``; the
+    ensemble's mean probability (Hinton et al. 2015)
     carries what one label cannot: how much a face also looks like the neighbouring classes. The
     teachers run once, on the unaugmented images (the augmentations keep the expression), so
     training costs what it did without them, and the student stays one pass at deployment.
@@ -399,9 +400,9 @@ def teacher_probabilities(teachers: list[Path], parts: list[np.ndarray], x_bn: n
 
     resized = [tf.image.resize(x, (px, px), method="area").numpy() for x in parts]
     probs = [np.zeros((len(x), len(FER_LABELS)), dtype=np.float64) for x in parts]
-    for path in teachers:
+    for weights in teachers:
         net = build_model(input_size=None)
-        net.set_weights(_trained_weights(Path(path)))
+        net.set_weights(weights)
         recalibrate_batchnorm(net, x_bn, seed, px)
         for xs, total in zip(resized, probs):
             total += net.predict(xs, verbose=0, batch_size=256) + net.predict(xs[:, :, ::-1], verbose=0, batch_size=256)
@@ -465,8 +466,7 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
 
     start_weights = _trained_weights(Path(init_from)) if init_from else None  # a bad file fails before the data loads
     teachers = list(getattr(args, "teachers", None) or [])
-    for teacher in teachers:
-        _trained_weights(Path(teacher), "--teacher")  # likewise
+    teacher_weights = [_trained_weights(Path(teacher), "--teacher") for teacher in teachers]  # likewise
     x, y, _ = load_fer2013(path, cache_dir=out_dir / "cache")
     i_train, i_val, i_test = stratified_split(y, seed=SPLIT_SEED)
     log.info("fer2013 %s: %d images; train %d, val %d, test %d (stratified, seed %d)",
@@ -475,7 +475,7 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
     y_fit = y[i_train]
     teacher_val = None
     if teachers:
-        p_train, p_val = teacher_probabilities(teachers, [x[i_train], x[i_val]], x[i_train], seed)
+        p_train, p_val = teacher_probabilities(teacher_weights, [x[i_train], x[i_val]], x[i_train], seed)
         y_fit = DISTILL_WEIGHT * p_train + (1 - DISTILL_WEIGHT) * np.eye(len(FER_LABELS), dtype=np.float32)[y[i_train]]
         teacher_val = round(float(np.mean(np.argmax(p_val, axis=1) == y[i_val])), 4)
         log.info("distilling from %d teacher(s) (weight %.2f); their mirror-averaged val accuracy at %d px: %.4f",
