@@ -12,6 +12,11 @@ Confidence (how sure the model is, [0, 1]):
 - eeg (valence/arousal regression): 0.5 + 0.5 min(1, |(v, a)|).
 Quality ([0, 1]): the feature module's signal quality x the window's data coverage
 (``edge.quality.combine_quality``).
+
+A model whose manifest has ``preprocessing.trailing_baseline`` (eda, cardiac from 1.1.0) takes
+each window's features beside their deviation from the same stream's trailing mean
+(``edge.features.baseline``); the estimator keeps that per-stream history, so it must see the
+windows in time order, as the daemon gives them.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from edge.features.baseline import TrailingBaseline, input_names
 from edge.fusion import ModalityEstimate
 from edge.quality import combine_quality, coverage
 from edge.windows import WindowSpec
@@ -87,6 +93,19 @@ class Estimator:
         self.model = model
         self.window = window
         self.version = str(getattr(model, "version", "0"))
+        pre = (getattr(model, "manifest", None) or {}).get("preprocessing") or {}
+        self._baseline_span_s = float((pre.get("trailing_baseline") or {}).get("span_s", 0.0))
+        self._baseline_quality_min = float(pre.get("quality_min", 0.0))
+        self._baselines: dict[str, TrailingBaseline] = {}  # stream -> its trailing history
+
+    def _model_input(self, stream: str, end_unix: float, features: np.ndarray, quality: float) -> np.ndarray:
+        """The features as the model was trained on them: alone, or beside their trailing-baseline deviations."""
+        if self._baseline_span_s <= 0:
+            return features
+        baseline = self._baselines.get(stream)
+        if baseline is None:
+            baseline = self._baselines[stream] = TrailingBaseline(self._baseline_span_s)
+        return baseline.model_input(end_unix, features, usable=quality >= self._baseline_quality_min)
 
     def _finish(self, end_unix: float, outputs: Mapping[str, Any], confidence: float, quality: float,
                 **affect: float | None) -> ModalityEstimate:
@@ -124,7 +143,8 @@ class EdaEstimator(Estimator):
         quality = combine_quality(self._quality(x, w.rate_hz), w.coverage)
         if quality <= 0:
             raise EstimateUnavailable(f"eda signal unusable (coverage {w.coverage:.0%})")
-        p = float(np.clip(self._predict(self._features(x, w.rate_hz))[0], 0.0, 1.0))
+        features = self._model_input("eda", end_unix, self._features(x, w.rate_hz), quality)
+        p = float(np.clip(self._predict(features)[0], 0.0, 1.0))
         return self._finish(end_unix, {"stress": round(p, 4)}, _stress_confidence(p), quality, stress=p)
 
 
@@ -196,6 +216,7 @@ class CardiacEstimator(Estimator):
             if not np.all(np.isfinite(features)):
                 reasons.append(f"{stream}: too few valid beats for HRV")
                 continue
+            features = self._model_input(stream, end_unix, features, quality)
             p = float(np.clip(self._predict(features)[0], 0.0, 1.0))
             valid = ibi_ms[self._c.valid_ibi_mask(ibi_ms)] if hasattr(self._c, "valid_ibi_mask") else ibi_ms
             outputs = {"stress": round(p, 4), "hr_bpm": round(float(60000.0 / np.mean(valid)), 1) if len(valid) else None,
@@ -316,12 +337,23 @@ def check_feature_names(modality: str, manifest: Mapping[str, Any]) -> None:
 
     module_name, attr = FEATURE_NAMES[modality]
     ours = tuple(getattr(importlib.import_module(module_name), attr))
-    theirs = tuple((manifest.get("preprocessing") or {}).get("feature_names") or ())
+    pre = manifest.get("preprocessing") or {}
+    theirs = tuple(pre.get("feature_names") or ())
     if theirs and theirs != ours:
         diff = sorted(set(theirs) ^ set(ours))[:3]
         raise ModelIntegrityError(
             f"model {modality}: trained on {len(theirs)} features, {module_name} computes {len(ours)} "
             f"(differing: {', '.join(diff) or 'order'}); retrain or update the model")
+    baseline = pre.get("trailing_baseline")
+    if baseline is not None:
+        span = baseline.get("span_s") if isinstance(baseline, Mapping) else None
+        if not isinstance(span, (int, float)) or span <= 0:
+            raise ModelIntegrityError(f"model {modality}: preprocessing.trailing_baseline.span_s {span!r} is not "
+                                      f"a positive number of seconds; fix or retrain the model")
+        names = baseline.get("input_names")
+        if names is not None and list(names) != input_names(ours):
+            raise ModelIntegrityError(f"model {modality}: trailing_baseline.input_names are not {module_name}'s "
+                                      f"features and their deviations; retrain or update the model")
 
 
 def make_estimator(modality: str, model: Any, window: WindowSpec, *, max_frames: int = 5,

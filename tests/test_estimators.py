@@ -65,12 +65,14 @@ def test_cardiac_model_ranks_windows_with_the_stress_phase_above_calm_ones(signa
     est = estimator("cardiac")
     length = est.window.length_s
     assert length <= 330.0, "window longer than the test signal's first cycle"
-
-    def stress_at(end: float) -> float:
-        return est.estimate(0, {"ecg": make_window("ecg", signals["ecg"], end - length, length)}).stress
-
-    stressed = [stress_at(end) for end in (330.0, 360.0)]
-    calm = [stress_at(end) for end in (720.0, 750.0, 780.0)]
+    stress = {}
+    for end in np.arange(length / 2, 781.0, est.window.hop_s):  # in time order, as the daemon runs it
+        start = max(0.0, end - length)  # warm-up: the window holds what has arrived so far
+        w = make_window("ecg", signals["ecg"], start, end - start)
+        w = StreamWindow("ecg", end - length + 1e9, end + 1e9, w.rate_hz, w.times, w.values, w.channels)
+        stress[float(end)] = est.estimate(w.end_unix, {"ecg": w}).stress
+    stressed = [stress[end] for end in (330.0, 360.0)]
+    calm = [stress[end] for end in (720.0, 750.0, 780.0)]
     assert min(stressed) > max(calm), (stressed, calm)
 
 
@@ -170,11 +172,30 @@ def test_pipeline_windows_follow_the_source_clock_and_hop(signals):
 
 def test_cardiac_beats_found_incrementally_match_a_full_detection(signals):
     """Sliding 5 s at a time, beats are reused from earlier windows: same estimates as detecting afresh."""
+    import copy
+
     sliding = estimator("cardiac")
     length = sliding.window.length_s
     for end in np.arange(length, 780.0 + 1e-9, 5.0):
         w = make_window("ecg", signals["ecg"], end - length, length)
         fresh = CardiacEstimator(sliding.model, sliding.window)
+        fresh._baselines = copy.deepcopy(sliding._baselines)  # same trailing history, beats detected afresh
         a, b = sliding.estimate(w.end_unix, {"ecg": w}), fresh.estimate(w.end_unix, {"ecg": w})
         assert abs(a.stress - b.stress) <= 0.02 and abs(a.outputs["hr_bpm"] - b.outputs["hr_bpm"]) <= 1.0, end
         assert abs(len(sliding.beat_times_of(w)) - len(fresh.beat_times_of(w))) <= 2
+
+
+def test_a_manifest_with_a_broken_trailing_baseline_is_refused_in_one_line():
+    from edge.errors import ModelIntegrityError
+    from edge.estimators import check_feature_names
+    from edge.features.baseline import input_names
+    from edge.features.eda import EDA_FEATURE_NAMES
+
+    good = {"feature_names": list(EDA_FEATURE_NAMES),
+            "trailing_baseline": {"span_s": 1200.0, "input_names": input_names(EDA_FEATURE_NAMES)}}
+    check_feature_names("eda", {"preprocessing": good})
+    for broken, match in (({"span_s": 0}, "span_s 0 is not"), ({"span_s": "20 min"}, "span_s '20 min'"),
+                          ({"span_s": 600.0, "input_names": list(EDA_FEATURE_NAMES) * 2}, "input_names")):
+        with pytest.raises(ModelIntegrityError, match=match) as info:
+            check_feature_names("eda", {"preprocessing": {**good, "trailing_baseline": broken}})
+        assert "\n" not in str(info.value)

@@ -198,8 +198,8 @@ def test_ppg_beats_give_the_heart_rate(polarity):
 
 
 def test_feature_modules_import_numpy_only():
-    code = ("import sys, edge.features.eda, edge.features.cardiac, firmware_bridge.protocols.wfdb, "
-            "firmware_bridge.protocols.e4_csv\n"
+    code = ("import sys, edge.features.eda, edge.features.cardiac, edge.features.baseline, "
+            "firmware_bridge.protocols.wfdb, firmware_bridge.protocols.e4_csv\n"
             "bad = [m for m in ('scipy', 'pandas', 'tensorflow', 'neurokit2', 'sklearn') if m in sys.modules]\n"
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -120,6 +120,24 @@ def test_subject_without_labels_is_skipped_and_mismatched_labels_are_refused(tmp
         sp.load_dataset(root)
 
 
+def written_out_inputs(table: dict[str, np.ndarray], pre: dict) -> np.ndarray:
+    """EDA model inputs by the manifest's definition, written out here independently of tools/edge:
+    the features, then (trailing_baseline) their deviation from the mean of the complete windows
+    ending in (t - span, t] whose quality reaches quality_min (the daemon never makes shorter ones)."""
+    x = table["x_eda"]
+    baseline = pre.get("trailing_baseline")
+    if not baseline:
+        return x
+    ends = table["ends"]
+    complete = ends - ends[0] + 60.0 >= pre["window_s"] - 1e-3  # the loader's windows grow from 60 s to full
+    joins = np.isfinite(x).all(axis=1) & complete & (table["q_eda"] >= pre["quality_min"])
+    rows = []
+    for i, t in enumerate(ends):
+        ref = joins & (ends <= t) & (ends > t - baseline["span_s"])
+        rows.append(np.concatenate([x[i], x[i] - (x[ref].mean(axis=0) if ref.any() else x[i])]))
+    return np.asarray(rows, np.float32)
+
+
 def test_evaluate_cli_scores_eda_on_the_fixture(dataset: Path):
     proc = run_cli("models", "evaluate", "eda", "--dataset", f"stress-predict:{dataset}", "--json", check=True)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -133,11 +151,41 @@ def test_evaluate_cli_scores_eda_on_the_fixture(dataset: Path):
     from tools.metrics import stress_metrics
 
     model = TFLiteModel("eda")
+    pre = model.manifest["preprocessing"]
     y = np.concatenate([t["y"][t["coverage"] >= 0.5] for t in tables.values()])
-    p = np.concatenate([model.predict_batch(t["x_eda"][t["coverage"] >= 0.5])[:, 0] for t in tables.values()])
+    p = np.concatenate([model.predict_batch(written_out_inputs(t, pre)[t["coverage"] >= 0.5])[:, 0]
+                        for t in tables.values()])
     expected = stress_metrics(y, p)
     assert result["auroc"] == pytest.approx(expected["auroc"], abs=1e-9)
     assert result["balanced_accuracy"] == pytest.approx(expected["balanced_accuracy"], abs=1e-9)
+
+
+def test_daemon_estimator_sees_what_evaluation_scores(dataset: Path):
+    """The daemon's EdaEstimator, fed one recording's windows in time order (its trailing baseline
+    builds up as it would on the device), gives the same p(stress) as the evaluation path."""
+    from edge.estimators import EdaEstimator, StreamWindow
+    from edge.models import TFLiteModel
+    from edge.windows import WindowSpec
+    from firmware_bridge.protocols.e4_csv import read_e4_signal
+    from tools.evaluate_physio import _predict
+
+    model = TFLiteModel("eda")
+    window_s = float(model.manifest["preprocessing"]["window_s"])
+    tables = sp.load_dataset(dataset)
+    expected = _predict(model, "eda", {"S02": tables["S02"]}, window_s)["S02"]
+    signal = read_e4_signal(dataset / "Raw_data" / "S02" / "EDA.csv")
+    times = signal.start_unix + np.arange(len(signal.data)) / signal.rate_hz
+    est = EdaEstimator(model, WindowSpec(window_s, 5.0))
+    compared = 0
+    for k, end in enumerate(tables["S02"]["ends"]):
+        if end < signal.start_unix + window_s - 1e-3:
+            continue  # the daemon's first window is a complete one (edge.windows.WindowClock)
+        inside = (times >= end - window_s) & (times < end)
+        w = StreamWindow("eda", end - window_s, end, signal.rate_hz, times[inside], signal.data[inside, :1])
+        p = est.estimate(end, {"eda": w}).stress
+        assert p == pytest.approx(float(np.clip(expected[k], 0, 1)), abs=1e-6), (k, end)
+        compared += 1
+    assert compared > 80
 
 
 def test_evaluate_cli_fused_stress_and_float_variant(dataset: Path):
@@ -164,8 +212,9 @@ def test_train_cli_writes_a_verified_int8_model_that_evaluate_accepts(dataset: P
     pre = manifest["preprocessing"]
     assert pre["features"] == "edge.features.eda.eda_features"
     assert pre["window_s"] == 300.0 and pre["hop_s"] == 5.0 and pre["rate_hz"] == 4.0
-    assert len(pre["standardize"]["mean"]) == len(pre["feature_names"]) == 23
-    assert manifest["input_tensor"]["dtype"] == "int8" and manifest["input_tensor"]["shape"] == [1, 23]
+    assert len(pre["feature_names"]) == 23 and len(pre["standardize"]["mean"]) == 46
+    assert pre["trailing_baseline"]["span_s"] == 1200.0 and len(pre["trailing_baseline"]["input_names"]) == 46
+    assert manifest["input_tensor"]["dtype"] == "int8" and manifest["input_tensor"]["shape"] == [1, 46]
     cv = manifest["metrics"]["cv_subject_wise"]
     assert {"eda", "cardiac", "stress"} <= set(cv) and 0.0 <= cv["stress"]["int8"]["auroc"] <= 1.0
     assert manifest["training"]["subjects_train"] == ["S01", "S02"]

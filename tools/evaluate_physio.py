@@ -1,7 +1,7 @@
 """``emotion-edge models evaluate eda|cardiac|stress|FILE.tflite --dataset stress-predict:PATH``.
 
 Scores shipped (or given) stress models on every labelled subject under ``PATH/Raw_data``, with
-the windows, hop and quality gate of the model's manifest. ``stress`` is the late fusion of the
+the windows, hop, trailing baseline and quality gate of the model's manifest. ``stress`` is the late fusion of the
 ``eda`` and ``cardiac`` models: their p(stress) averaged with the windows' signal qualities as
 weights (a modality with an unusable window drops out of that window).
 """
@@ -18,7 +18,7 @@ import numpy as np
 from edge.errors import DatasetError, ModelIntegrityError
 from edge.models import TFLiteModel
 from tools import stress_predict as sp
-from tools.train_physio import COVERAGE_MIN, QUALITY_MIN, fuse, score, usable
+from tools.train_physio import COVERAGE_MIN, QUALITY_MIN, fuse, model_inputs, score, usable
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +40,18 @@ def _modality_of(model: TFLiteModel) -> str:
     return modality
 
 
-def _predict(model: TFLiteModel, modality: str, tables: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    quality_min = float(model.manifest.get("preprocessing", {}).get("quality_min", QUALITY_MIN))
+def _predict(model: TFLiteModel, modality: str, tables: dict[str, dict[str, np.ndarray]],
+             window_s: float) -> dict[str, np.ndarray]:
+    pre = model.manifest.get("preprocessing", {})
+    quality_min = float(pre.get("quality_min", QUALITY_MIN))
+    span_s = float((pre.get("trailing_baseline") or {}).get("span_s", 0.0))  # read as the daemon's estimator does
     out = {}
     for sid, table in tables.items():
         ok = usable(table, modality, quality_min)
         p = np.full(len(table["y"]), np.nan, np.float32)
         if ok.any():
-            p[ok] = model.predict_batch(table[f"x_{modality}"][ok])[:, 0]
+            inputs = model_inputs(table, modality, span_s, quality_min, window_s)
+            p[ok] = model.predict_batch(inputs[ok])[:, 0]
         out[sid] = p
     return out
 
@@ -65,7 +69,7 @@ def evaluate_stress_predict(name_or_path: str, dataset_path: Path, args: argpars
         raise ModelIntegrityError(f"models {', '.join(names)}: different hops {sorted(hops)}; cannot fuse")
     tables = sp.load_dataset(Path(dataset_path), eda_window_s=windows.get("eda", sp.EDA_WINDOW_S),
                              cardiac_window_s=windows.get("cardiac", sp.CARDIAC_WINDOW_S), hop_s=hops.pop())
-    preds = {m: _predict(model, m, tables) for m, model in zip(modalities, models)}
+    preds = {m: _predict(model, m, tables, windows[m]) for m, model in zip(modalities, models)}
     if len(preds) == 1:
         combined = next(iter(preds.values()))
     else:

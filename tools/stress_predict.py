@@ -138,6 +138,14 @@ def window_ends(subject: Subject, first_s: float = LABEL_WINDOW_S, hop_s: float 
     return first + hop_s * np.arange(int((subject.end_unix - first) // hop_s) + 1)
 
 
+def complete_windows(ends: np.ndarray, window_s: float, first_s: float = LABEL_WINDOW_S) -> np.ndarray:
+    """Which windows from ``window_ends`` (the first ends ``first_s`` after the start, earlier context
+    clipped) hold a full ``window_s`` of recording, as every window the daemon publishes does."""
+    if len(ends) == 0:
+        return np.zeros(0, bool)
+    return ends - ends[0] + first_s >= window_s - 1e-3  # ms tolerance: unix times carry ~0.2 µs of rounding
+
+
 def window_labels(subject: Subject, ends: np.ndarray, window_s: float) -> tuple[np.ndarray, np.ndarray]:
     """(majority label, share of the window's seconds that are labelled) per window."""
     t = subject.label_times_unix

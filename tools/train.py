@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--teacher", type=Path, action="append", default=None, dest="teachers", metavar="FACE.keras",
                         help="face: distil from this net (repeat for an ensemble): the training targets mix each "
                              "image's label with the teachers' mirror-averaged probabilities")
+    parser.add_argument("--baseline-span", type=float, default=None, dest="baseline_span", metavar="SECONDS",
+                        help="eda, cardiac: beside each window's features, give the model their deviation from the "
+                             "mean of the trailing SECONDS (default 1200); 0 = absolute features only")
 
 
 def main(args: argparse.Namespace) -> int:

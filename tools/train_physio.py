@@ -10,8 +10,10 @@
 3. the shipped model is trained on every labelled subject and written through
    ``tools.quantize.write_bundle`` with the cross-validated metrics in its manifest.
 
-No per-user calibration is used; an extra cross-validated figure with per-subject baseline
-normalisation (features minus the subject's own first minutes of rest) is reported alongside.
+Each window's model input is its features plus their deviation from the mean of the same
+recording's usable windows over the trailing ``--baseline-span`` seconds (default 1200;
+``edge.features.baseline``, the code the daemon runs). It is causal and needs no calibration
+period; ``--baseline-span 0`` trains on the absolute features alone, as models before 1.1.0 did.
 Set ``EMOTION_EDGE_FEATURE_CACHE=DIR`` to cache extracted features between runs.
 """
 
@@ -27,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import DatasetError
+from edge.features.baseline import TRAILING_SPAN_S, input_names, with_trailing_deviation
 from edge.features.cardiac import CARDIAC_FEATURE_NAMES
 from edge.features.eda import EDA_FEATURE_NAMES
 from tools import metrics
@@ -36,9 +39,9 @@ log = logging.getLogger(__name__)
 
 QUALITY_MIN = 0.3  # windows below this signal quality are neither trained on nor scored
 COVERAGE_MIN = 0.5  # share of a window's described seconds that must carry a label
-BASELINE_S = 240.0  # per-subject baseline (extra figure only): the first 4 minutes, rest in this protocol
 DEFAULT_FOLDS = 13
 DEFAULT_EPOCHS = 40
+MODEL_VERSION = "1.1.0"  # 1.1.0: inputs doubled by the trailing-baseline deviations
 
 # how each cardiac stream becomes the IBIs that hrv_features(ibi_ms, beat_times_s) takes
 BEAT_SOURCES = {
@@ -63,28 +66,37 @@ def usable(table: dict[str, np.ndarray], modality: str, quality_min: float = QUA
     return np.isfinite(x).all(axis=1) & (table[f"q_{modality}"] >= quality_min) & (table["coverage"] >= COVERAGE_MIN)
 
 
-def baseline_normalised(table: dict[str, np.ndarray], modality: str) -> np.ndarray:
-    """Features minus the subject's mean over its first BASELINE_S (the extra, calibrated figure)."""
+def model_inputs(table: dict[str, np.ndarray], modality: str, span_s: float,
+                 quality_min: float = QUALITY_MIN, window_s: float | None = None) -> np.ndarray:
+    """The model's input rows for every window of one recording: the features, and (span_s > 0) their
+    deviations from the trailing mean of the windows the daemon also takes into its baseline.
+
+    The daemon's first window is a complete one (``edge.windows.WindowClock``), and each usable window
+    (finite features, quality >= quality_min) joins the stream's baseline. So here the complete
+    windows with finite features and enough quality join; the shorter start-up windows of a
+    recording (ends from 60 s) are scored against them but never join. Labels play no part.
+    """
     x = table[f"x_{modality}"]
-    first = (table["ends"] - table["ends"][0] <= BASELINE_S) & usable(table, modality)
-    if not first.any():
-        return np.full_like(x, np.nan)
-    return x - x[first].mean(axis=0)
+    if not span_s:
+        return x
+    complete = sp.complete_windows(table["ends"], window_s or MODALITIES[modality]["window_s"])
+    joins = np.isfinite(x).all(axis=1) & complete & (table[f"q_{modality}"] >= quality_min)
+    return with_trailing_deviation(table["ends"], x, joins, span_s)
 
 
 def stack(tables: dict[str, dict[str, np.ndarray]] | list[dict[str, dict[str, np.ndarray]]], sids: list[str],
-          modality: str, baseline: bool = False) -> tuple[np.ndarray, np.ndarray]:
+          modality: str, span_s: float) -> tuple[np.ndarray, np.ndarray]:
     """Usable rows of the given subjects, pooled over one or more feature sources (e.g. BVP and IBI.csv beats)."""
     sources = tables if isinstance(tables, list) else [tables]
     xs, ys = [], []
     for source in sources:
         for sid in sids:
             t = source[sid]
-            x = baseline_normalised(t, modality) if baseline else t[f"x_{modality}"]
-            ok = usable(t, modality) & np.isfinite(x).all(axis=1)
+            x = model_inputs(t, modality, span_s)
+            ok = usable(t, modality)
             xs.append(x[ok])
             ys.append(t["y"][ok])
-    n_feat = len(MODALITIES[modality]["names"])
+    n_feat = len(MODALITIES[modality]["names"]) * (2 if span_s else 1)
     return (np.concatenate(xs) if xs else np.zeros((0, n_feat))).astype(np.float32), \
         (np.concatenate(ys) if ys else np.zeros(0)).astype(np.int8)
 
@@ -151,7 +163,7 @@ def subject_folds(sids: list[str], n_folds: int) -> list[list[str]]:
 
 
 def cross_validate(sources: dict[str, dict[str, dict[str, np.ndarray]]], modality: str, n_folds: int, seed: int,
-                   epochs: int, int8: bool = True, baseline: bool = False) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+                   epochs: int, span_s: float, int8: bool = True) -> dict[str, dict[str, dict[str, np.ndarray]]]:
     """Out-of-fold p(stress) per source, variant, subject and window (NaN = unusable window).
 
     ``sources`` maps a feature source ("bvp", "ibi", ...) to its tables; each fold trains one
@@ -165,15 +177,15 @@ def cross_validate(sources: dict[str, dict[str, dict[str, np.ndarray]]], modalit
     out = {name: {"float": {}, "int8": {}} for name in sources}
     for k, test in enumerate(subject_folds(sids, n_folds)):
         train = [s for s in sids if s not in test]
-        x, y = stack(list(sources.values()), train, modality, baseline)
+        x, y = stack(list(sources.values()), train, modality, span_s)
         model, mean, std = fit(x, y, seed + k, epochs)
         float_bytes = convert(model, None)
         int8_bytes = convert(model, (x - mean) / std) if int8 else None
         for name, tables in sources.items():
             for sid in test:
                 t = tables[sid]
-                feats = baseline_normalised(t, modality) if baseline else t[f"x_{modality}"]
-                ok = usable(t, modality) & np.isfinite(feats).all(axis=1)
+                feats = model_inputs(t, modality, span_s)
+                ok = usable(t, modality)
                 x_std = ((feats[ok] - mean) / std).astype(np.float32)
                 for variant, blob in (("float", float_bytes), ("int8", int8_bytes)):
                     p = np.full(len(t["y"]), np.nan, np.float32)
@@ -194,14 +206,19 @@ def fuse(p_eda: np.ndarray, q_eda: np.ndarray, p_cardiac: np.ndarray, q_cardiac:
     return np.where(total > 0, fused, np.nan)
 
 
-def score(tables: dict[str, dict[str, np.ndarray]], preds: dict[str, np.ndarray]) -> dict[str, float]:
-    """Pooled stress metrics over every scored window, plus the median per-subject AUROC."""
+def score(tables: dict[str, dict[str, np.ndarray]], preds: dict[str, np.ndarray],
+          window_s: float = sp.EDA_WINDOW_S) -> dict[str, float]:
+    """Pooled stress metrics over every scored window, plus the median per-subject AUROC and the
+    AUROC over complete windows only: the loader also makes shorter windows at each recording's
+    start (ends from 60 s), which the daemon never publishes and which are all rest in this study."""
     sids = sorted(preds)
     y = np.concatenate([tables[s]["y"] for s in sids])
     cov = np.concatenate([tables[s]["coverage"] for s in sids])
     p = np.concatenate([preds[s] for s in sids])
+    complete = np.concatenate([sp.complete_windows(tables[s]["ends"], window_s) for s in sids])
     ok = np.isfinite(p) & (cov >= COVERAGE_MIN)
     result = metrics.stress_metrics(y[ok], p[ok])
+    result["auroc_complete_windows"] = metrics.auroc(y[ok & complete], p[ok & complete])
     per = []
     for s in sids:
         m = np.isfinite(preds[s]) & (tables[s]["coverage"] >= COVERAGE_MIN)
@@ -213,8 +230,8 @@ def score(tables: dict[str, dict[str, np.ndarray]], preds: dict[str, np.ndarray]
     return result
 
 
-def cv_report(tables: dict[str, dict[str, np.ndarray]], n_folds: int, seed: int, epochs: int,
-              cache: Path | None = None, baseline_figure: bool = True,
+def cv_report(tables: dict[str, dict[str, np.ndarray]], n_folds: int, seed: int, epochs: int, span_s: float,
+              cache: Path | None = None,
               ibi_tables: dict[str, dict[str, np.ndarray]] | None = None) -> dict[str, Any]:
     """Cross-validated figures for eda, cardiac and fused stress (float and int8), cached in ``cache``.
 
@@ -222,14 +239,14 @@ def cv_report(tables: dict[str, dict[str, np.ndarray]], n_folds: int, seed: int,
     IBI.csv. The cardiac model trains on both; "cardiac"/"stress" are scored on BVP beats (every
     window has them), "cardiac_ibi"/"stress_ibi" on IBI.csv beats.
     """
-    key = f"{sorted(tables)}|{n_folds}|{seed}|{epochs}|{ibi_tables is not None}|{sp._feature_code_version()}"
+    key = f"{sorted(tables)}|{n_folds}|{seed}|{epochs}|{span_s:g}|{ibi_tables is not None}|{sp._feature_code_version()}"
     if cache is not None and cache.exists():
         saved = json.loads(cache.read_text())
         if saved.get("key") == key:
             return saved["report"]
     cardiac_sources = {"bvp": tables} if ibi_tables is None else {"bvp": tables, "ibi": ibi_tables}
-    oof_eda = cross_validate({"eda": tables}, "eda", n_folds, seed, epochs)["eda"]
-    oof_card = cross_validate(cardiac_sources, "cardiac", n_folds, seed, epochs)
+    oof_eda = cross_validate({"eda": tables}, "eda", n_folds, seed, epochs, span_s)["eda"]
+    oof_card = cross_validate(cardiac_sources, "cardiac", n_folds, seed, epochs, span_s)
     report: dict[str, Any] = {"folds": subject_folds(sorted(tables), n_folds)}
     for variant in ("float", "int8"):
         report.setdefault("eda", {})[variant] = score(tables, oof_eda[variant])
@@ -242,14 +259,6 @@ def cv_report(tables: dict[str, dict[str, np.ndarray]], n_folds: int, seed: int,
             fused = {s: fuse(oof_eda[variant][s], tables[s]["q_eda"], p_card[s], src_tables[s]["q_cardiac"])
                      for s in tables}
             report.setdefault(f"stress{suffix}", {})[variant] = score(tables, fused)
-    if baseline_figure:
-        base_eda = cross_validate({"eda": tables}, "eda", n_folds, seed, epochs, int8=False, baseline=True)["eda"]
-        base_card = cross_validate({"bvp": tables}, "cardiac", n_folds, seed, epochs, int8=False, baseline=True)["bvp"]
-        fused = {s: fuse(base_eda["float"][s], tables[s]["q_eda"], base_card["float"][s], tables[s]["q_cardiac"])
-                 for s in tables}
-        report["baseline_normalised_float"] = {"eda": score(tables, base_eda["float"]),
-                                               "cardiac": score(tables, base_card["float"]),
-                                               "stress": score(tables, fused)}
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps({"key": key, "report": report}, indent=2))
@@ -265,26 +274,31 @@ def _train(modality: str, kind: str, path: Path, out_dir: Path, args: argparse.N
     seed = int(getattr(args, "seed", 0) or 0)
     epochs = int(getattr(args, "epochs", None) or DEFAULT_EPOCHS)
     n_folds = int(getattr(args, "folds", None) or DEFAULT_FOLDS)
+    span_s = getattr(args, "baseline_span", None)
+    span_s = TRAILING_SPAN_S if span_s is None else float(span_s)
+    if span_s < 0:
+        raise DatasetError(f"train {modality}: --baseline-span must be >= 0 s (0 = absolute features only), "
+                           f"got {span_s:g}")
     tables = sp.load_dataset(path, progress=True)
     ibi_tables = sp.load_dataset(path, cardiac_source="ibi")
     sids = sorted(tables)
     if len(sids) < 2:
         raise DatasetError(f"stress-predict {path}: subject-wise validation needs at least 2 labelled subjects, found {len(sids)}")
-    report = cv_report(tables, n_folds, seed, epochs, Path(out_dir) / "physio_cv.json",
-                       baseline_figure=len(sids) >= 4, ibi_tables=ibi_tables)
+    report = cv_report(tables, n_folds, seed, epochs, span_s, Path(out_dir) / "physio_cv.json", ibi_tables=ibi_tables)
     for m in ("eda", "cardiac", "stress", "cardiac_ibi", "stress_ibi"):
         f, q = report[m]["float"], report[m]["int8"]
         log.info("cross-validated %s: AUROC float %.3f int8 %.3f, balanced accuracy float %.3f int8 %.3f (n=%d)",
                  m, f["auroc"], q["auroc"], f["balanced_accuracy"], q["balanced_accuracy"], f["n"])
 
     spec = MODALITIES[modality]
-    x, y = stack([tables, ibi_tables] if modality == "cardiac" else [tables], sids, modality)
+    x, y = stack([tables, ibi_tables] if modality == "cardiac" else [tables], sids, modality, span_s)
     model, mean, std = fit(x, y, seed, epochs)
     folds = report["folds"]
     draft: dict[str, Any] = {
         "name": modality,
-        "version": "1.0.0",
+        "version": MODEL_VERSION if span_s else "1.0.0",
         "task": "stress",
+        "input": {"features": input_names(spec["names"]) if span_s else list(spec["names"])},
         "outputs": [{"name": "stress", "index": 0, "range": [0.0, 1.0],
                      "meaning": "probability that the wearer is under acute stress (study's task periods)"}],
         "preprocessing": {
@@ -298,6 +312,12 @@ def _train(modality: str, kind: str, path: Path, out_dir: Path, args: argparse.N
             **({"beats": BEAT_SOURCES} if modality == "cardiac" else {}),
             "quality": spec["quality"],
             "quality_min": QUALITY_MIN,
+            **({"trailing_baseline": {
+                "function": "edge.features.baseline.TrailingBaseline",
+                "span_s": span_s,
+                "joins": "windows with finite features and quality >= quality_min, one baseline per stream",
+                "input_names": input_names(spec["names"]),
+            }} if span_s else {}),
             "standardize": {"mean": mean.tolist(), "std": std.tolist()},
         },
         "training": {
@@ -315,8 +335,7 @@ def _train(modality: str, kind: str, path: Path, out_dir: Path, args: argparse.N
             "model": "MLP 16-8-1 (ReLU, L2 1e-3, dropout 0.3), balanced class weights",
         },
         "metrics": {"cv_subject_wise": {m: report[m] for m in ("eda", "cardiac", "stress", "cardiac_ibi", "stress_ibi")
-                                        if m in report},
-                    "cv_baseline_normalised_float": report.get("baseline_normalised_float")},
+                                        if m in report}},
     }
     out_dir = Path(out_dir)
     save_training_bundle(out_dir, modality, model, draft, x, x[:0], y[:0])
