@@ -12,7 +12,7 @@ def naive_inputs(ends, rows, usable, span_s):
     """The definition, written out: deviation from the mean of usable rows ending in (t - span, t]."""
     out = []
     for i, t in enumerate(ends):
-        ref_rows = [rows[j] for j in range(i + 1) if usable[j] and t - span_s < ends[j] <= t]
+        ref_rows = [rows[j] for j in range(max(0, i - 200), i + 1) if usable[j] and t - span_s < ends[j] <= t]
         ref = np.mean(ref_rows, axis=0) if ref_rows else rows[i]
         out.append(np.concatenate([rows[i], rows[i] - ref]))
     return np.asarray(out, np.float32)
@@ -20,12 +20,13 @@ def naive_inputs(ends, rows, usable, span_s):
 
 def test_deviation_is_from_the_usable_windows_of_the_trailing_span():
     rng = np.random.default_rng(3)
-    ends = 1.7e9 + np.cumsum(rng.choice([5.0, 5.0, 5.0, 40.0], 400))  # 5 s hops and some drop-outs
-    rows = rng.normal(size=(400, 4)) + np.linspace(0, 3, 400)[:, None]  # a slow drift
-    usable = rng.random(400) > 0.2
+    n = 1500  # enough comings and goings that the running sum is recomputed from its rows
+    ends = 1.7e9 + np.cumsum(rng.choice([5.0, 5.0, 5.0, 40.0], n))  # 5 s hops and some drop-outs
+    rows = rng.normal(size=(n, 4)) + np.linspace(0, 3, n)[:, None]  # a slow drift
+    usable = rng.random(n) > 0.2
     got = with_trailing_deviation(ends, rows, usable, span_s=300.0)
     np.testing.assert_allclose(got, naive_inputs(ends, rows, usable, 300.0), rtol=1e-5, atol=1e-5)
-    assert got.shape == (400, 8) and got.dtype == np.float32
+    assert got.shape == (n, 8) and got.dtype == np.float32
     np.testing.assert_allclose(got[:, :4], rows, rtol=1e-6)  # the absolute half is the features themselves
 
 
