@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 SPLIT_SEED = 0
-VAL_FRAC = 0.05  # val only watches training (the schedule is fixed); the rest trains
+VAL_FRAC = 0.05  # val picks the deployed input size and decides whether a run ships (the schedule is fixed)
 TEST_FRAC = 0.10
 DEFAULT_EPOCHS = 43
 DEFAULT_WIDTHS = (24, 48, 96, 192)  # channels of the four conv stages
@@ -544,7 +544,8 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
         "training": {
             "data": f"FER2013 train folders ({path.name}), {len(y)} images",
             "split": (f"stratified per class, seed {SPLIT_SEED}: {1 - VAL_FRAC - TEST_FRAC:.0%} train / "
-                      f"{VAL_FRAC:.0%} val (watched, not selected on) / {TEST_FRAC:.0%} test (scored once); "
+                      f"{VAL_FRAC:.0%} val (chooses the deployed input size and whether the run ships) / "
+                      f"{TEST_FRAC:.0%} test (scored after those choices; the card counts how often it was read); "
                       "FER2013 has no subject IDs, so identity leakage between parts cannot be excluded"),
             "subjects_train": None, "subjects_test": None,
             "seed": seed, "n_train": int(len(i_train)), "n_val": int(len(i_val)), "n_test": int(len(i_test)),
