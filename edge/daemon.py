@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edge import sdnotify
+from edge.baseline_store import SAVE_EVERY_S, load_baselines, save_baselines, store_path
 from edge.calibration import Calibrator
 from edge.config import Config
 from edge.errors import EmotionEdgeError
@@ -469,6 +470,8 @@ async def run_daemon(config: Config, *, on_ready: Callable[[], None] | None = No
         why = why or "no source feeds a loaded model"
         raise EmotionEdgeError(f"nothing can run ({why})")
     pipeline = Pipeline(config, estimators, expected, reasons)
+    baseline_file = store_path(config.daemon.state_dir, config.daemon.device_id)
+    load_baselines(baseline_file, estimators)
     publisher.start()
     await _wait_connected(publisher, 3.0)
     result.ready_perf = time.perf_counter()
@@ -496,6 +499,14 @@ async def run_daemon(config: Config, *, on_ready: Callable[[], None] | None = No
 
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="estimate")
     lock = asyncio.Lock()
+
+    async def keep_baselines() -> None:  # so a restart resumes them (edge.baseline_store)
+        while True:
+            await asyncio.sleep(SAVE_EVERY_S)
+            async with lock:
+                await loop.run_in_executor(None, save_baselines, baseline_file, estimators)
+
+    baseline_task = asyncio.create_task(keep_baselines())
 
     def publish(states: list[OutgoingState]) -> None:
         for item in states:
@@ -575,6 +586,8 @@ async def run_daemon(config: Config, *, on_ready: Callable[[], None] | None = No
         await _close_source(src)
     async with lock:
         publish(pipeline.finish())
+    baseline_task.cancel()
+    save_baselines(baseline_file, estimators)
     if executor is not None:
         executor.shutdown(wait=True)
     if install_signals:

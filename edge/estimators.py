@@ -107,6 +107,21 @@ class Estimator:
             baseline = self._baselines[stream] = TrailingBaseline(self._baseline_span_s)
         return baseline.model_input(end_unix, features, usable=quality >= self._baseline_quality_min)
 
+    def baseline_states(self) -> dict[str, dict]:
+        """{stream: TrailingBaseline.state()} of the streams with a non-empty baseline (for a restart)."""
+        return {stream: b.state() for stream, b in self._baselines.items() if len(b)}
+
+    def restore_baselines(self, states: Mapping[str, Any]) -> int:
+        """Resume saved baselines (``baseline_states``); returns the windows restored. ValueError if unusable."""
+        if self._baseline_span_s <= 0:
+            return 0
+        n_features = len((self.model.manifest.get("preprocessing") or {}).get("feature_names") or ())
+        restored = {stream: TrailingBaseline.from_state(state, n_features) for stream, state in states.items()}
+        for baseline in restored.values():
+            baseline.span_s = self._baseline_span_s  # the model's span rules, whatever the file says
+        self._baselines.update(restored)
+        return sum(len(b) for b in restored.values())
+
     def _finish(self, end_unix: float, outputs: Mapping[str, Any], confidence: float, quality: float,
                 **affect: float | None) -> ModalityEstimate:
         return ModalityEstimate(self.modality, float(end_unix), dict(outputs), confidence=float(np.clip(confidence, 0, 1)),

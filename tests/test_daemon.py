@@ -309,3 +309,26 @@ def test_metrics_textfile_counts_what_was_published(mqtt_broker, collector, tmp_
     figures = dict(line.rsplit(" ", 1) for line in prom.read_text().splitlines() if not line.startswith("#"))
     assert float(figures["emotion_edge_states_published_total"]) == len(collector.states())
     assert float(figures['emotion_edge_windows_processed_total{modality="eeg"}']) >= 30
+
+
+def test_trailing_baselines_survive_a_restart(mqtt_broker, collector, tmp_path):
+    """eda/cardiac baselines are saved when the daemon stops and resumed by the next run of the same models."""
+    start = 1_500_000_000.0
+    write_e4_session(tmp_path / "part1", start, 400.0)
+    write_e4_session(tmp_path / "part2", start + 400.0, 400.0, seed=4)  # the same wearer, after a restart
+    common = ("--speed", "max", "--broker", mqtt_broker.url, "--device-id", DEVICE, "--state-dir", str(tmp_path / "state"))
+    first = run_cli("run", "--source", f"replay:e4:{tmp_path / 'part1'}", *common, timeout=120)
+    assert first.returncode == 0, first.stderr
+    saved = json.loads((tmp_path / "state" / f"baselines-{DEVICE}.json").read_text())["modalities"]
+    assert set(saved) == {"eda", "cardiac"}
+    eda_rows = saved["eda"]["streams"]["eda"]["rows"]
+    assert len(eda_rows) >= 20 and all(len(row) == 23 for row in eda_rows)  # windows ending 300-400 s, 5 s apart
+    assert all(len(row) == 22 for row in saved["cardiac"]["streams"]["bvp"]["rows"])
+    second = run_cli("run", "--source", f"replay:e4:{tmp_path / 'part2'}", *common, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert f"baselines: eda resumed with {len(eda_rows)} window(s)" in second.stderr, second.stderr
+    assert "baselines: cardiac resumed with" in second.stderr
+    resaved = json.loads((tmp_path / "state" / f"baselines-{DEVICE}.json").read_text())["modalities"]
+    ends = resaved["eda"]["streams"]["eda"]["ends"]
+    assert ends[0] == pytest.approx(saved["eda"]["streams"]["eda"]["ends"][0])  # the first run's windows kept
+    assert ends[-1] > start + 700.0  # and the second run's added

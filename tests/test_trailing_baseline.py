@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -63,3 +65,66 @@ def test_names_and_span_checks():
     with pytest.raises(ValueError, match="span"):
         TrailingBaseline(span_s=0)
     assert with_trailing_deviation(np.zeros(0), np.zeros((0, 3)), np.zeros(0, bool)).shape == (0, 6)
+
+
+def test_a_saved_state_resumes_the_same_baseline():
+    rng = np.random.default_rng(5)
+    rows = rng.normal(size=(300, 3))
+    live = TrailingBaseline(600.0)
+    for k in range(200):
+        live.model_input(1e9 + 5.0 * k, rows[k], usable=k % 7 != 0)
+    resumed = TrailingBaseline.from_state(json.loads(json.dumps(live.state())), n_features=3)
+    assert len(resumed) == len(live) == sum(1 for k in range(80, 200) if k % 7)  # the last 600 s, less the unusable
+    for k in range(200, 300):
+        np.testing.assert_allclose(resumed.model_input(1e9 + 5.0 * k, rows[k]), live.model_input(1e9 + 5.0 * k, rows[k]),
+                                   rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("state, match", [
+    ({"span_s": 600.0, "ends": [1.0, 2.0], "rows": [[1.0, 2.0, 3.0]]}, "3 features"),
+    ({"span_s": 600.0, "ends": [2.0, 1.0], "rows": [[1.0] * 3, [2.0] * 3]}, "unordered"),
+    ({"span_s": 600.0, "ends": [1.0], "rows": [[1.0, float("nan"), 3.0]]}, "non-finite"),
+    ({"ends": [], "rows": []}, "KeyError"),
+    ({"span_s": -5, "ends": [], "rows": []}, "span"),
+])
+def test_a_damaged_state_is_refused_in_one_line(state, match):
+    with pytest.raises(ValueError, match=match) as info:
+        TrailingBaseline.from_state(state, n_features=3)
+    assert "\n" not in str(info.value)
+
+
+def test_store_resumes_baselines_only_for_the_model_that_made_them(tmp_path, caplog):
+    from edge.baseline_store import load_baselines, save_baselines, store_path
+    from edge.estimators import EdaEstimator, StreamWindow
+    from edge.models import TFLiteModel
+    from edge.windows import WindowSpec
+
+    model = TFLiteModel("eda")
+    if not model.manifest["preprocessing"].get("trailing_baseline"):
+        pytest.fail("the shipped eda model has no trailing baseline")
+    rng = np.random.default_rng(2)
+    t = 1e9 + np.arange(0, 900, 0.25)
+    eda = 2.0 + 0.2 * np.sin(t / 60.0) + rng.normal(0, 0.003, len(t))
+
+    def window(end):
+        inside = (t >= end - 300) & (t < end)
+        return {"eda": StreamWindow("eda", end - 300, end, 4.0, t[inside], eda[inside, None])}
+
+    before = EdaEstimator(model, WindowSpec(300.0, 5.0))
+    for end in np.arange(1e9 + 300, 1e9 + 600, 5.0):
+        before.estimate(end, window(end))
+    path = store_path(tmp_path, "wearable-9")
+    assert save_baselines(path, {"eda": before})
+    after = EdaEstimator(model, WindowSpec(300.0, 5.0))
+    assert load_baselines(path, {"eda": after}) == 60
+    for end in np.arange(1e9 + 600, 1e9 + 900, 5.0):
+        assert after.estimate(end, window(end)).stress == pytest.approx(before.estimate(end, window(end)).stress, abs=1e-6)
+
+    saved = json.loads(path.read_text())
+    saved["modalities"]["eda"]["model_sha256"] = "0" * 64  # written by another model
+    path.write_text(json.dumps(saved))
+    assert load_baselines(path, {"eda": EdaEstimator(model, WindowSpec(300.0, 5.0))}) == 0
+    path.write_text('{"format": "emotion-edge trailing baselines v1", "modal')  # cut short by a crash
+    with caplog.at_level("WARNING"):
+        assert load_baselines(path, {"eda": EdaEstimator(model, WindowSpec(300.0, 5.0))}) == 0
+    assert any("unreadable" in r.getMessage() and "\n" not in r.getMessage() for r in caplog.records)

@@ -80,6 +80,28 @@ class TrailingBaseline:
         return np.concatenate([features, features - reference]).astype(np.float32)
 
 
+    def state(self) -> dict:
+        """What a restart needs to resume this baseline: the span, and each kept window's end and features."""
+        return {"span_s": self.span_s, "ends": list(self._ends), "rows": [row.tolist() for row in self._rows]}
+
+    @classmethod
+    def from_state(cls, state: dict, n_features: int) -> "TrailingBaseline":
+        """The baseline ``state()`` saved; ValueError (one line) if it is not one of ``n_features`` features."""
+        try:
+            baseline = cls(float(state["span_s"]))
+            ends = [float(t) for t in state["ends"]]
+            rows = np.asarray(state["rows"], dtype=np.float64).reshape(len(ends), n_features)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a trailing baseline of {n_features} features ({type(exc).__name__}: {exc})") from None
+        if not np.all(np.isfinite(rows)) or any(b < a for a, b in zip(ends, ends[1:])):
+            raise ValueError("trailing baseline with non-finite rows or unordered window ends")
+        baseline._ends.extend(ends)
+        baseline._rows.extend(rows)
+        if len(rows):
+            baseline._sum = rows.sum(axis=0)
+        return baseline
+
+
 def with_trailing_deviation(ends: np.ndarray, features: np.ndarray, usable: np.ndarray,
                             span_s: float = TRAILING_SPAN_S) -> np.ndarray:
     """Model inputs (n, 2 x features) for one recording's windows, ending at ``ends`` (ascending)."""

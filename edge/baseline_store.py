@@ -1,0 +1,92 @@
+"""The eda/cardiac trailing baselines survive a daemon restart.
+
+A baseline takes 20 minutes to fill (``edge.features.baseline``). Losing it at every restart,
+upgrade or reboot would mean 20 minutes of thinner stress estimates each time. So the daemon
+writes every estimator's baselines to ``STATE_DIR/baselines-<device id>.json`` once a minute and
+when it stops (atomically: a temporary file, then a rename), and reads them back at start.
+
+Saved baselines are used only by the model that made them (same sha256): another model may
+describe other features. Windows older than the span drop out on their own, and a source clock
+that went back starts the baseline over, so a file from long ago or another recording does no
+harm. An unreadable file is reported in one line and the daemon starts with empty baselines.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+log = logging.getLogger(__name__)
+
+SAVE_EVERY_S = 60.0  # a kill -9 loses at most this much of the baseline
+FORMAT = "emotion-edge trailing baselines v1"
+
+
+_last_save_error: dict[Path, str] = {}
+
+
+def store_path(state_dir: str | Path, device_id: str) -> Path:
+    return Path(state_dir) / f"baselines-{device_id}.json"
+
+
+def _model_sha(estimator: Any) -> str:
+    return str((getattr(estimator.model, "manifest", None) or {}).get("sha256", ""))
+
+
+def save_baselines(path: Path, estimators: Mapping[str, Any]) -> bool:
+    """Write every estimator's non-empty baselines; False (logged once per call) if the file cannot be written."""
+    modalities = {}
+    for name, est in estimators.items():
+        states = est.baseline_states() if hasattr(est, "baseline_states") else {}
+        if states:
+            modalities[name] = {"model_sha256": _model_sha(est), "streams": states}
+    if not modalities and not path.exists():
+        return True
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps({"format": FORMAT, "modalities": modalities}))
+        os.replace(tmp, path)
+    except OSError as exc:
+        message = f"baselines: cannot save {path}: {exc}"
+        if message != _last_save_error.get(path):  # once per distinct failure, not every minute
+            log.warning("%s", message)
+        _last_save_error[path] = message
+        return False
+    if _last_save_error.pop(path, None) is not None:
+        log.info("baselines: saved to %s again", path)
+    return True
+
+
+def load_baselines(path: Path, estimators: Mapping[str, Any]) -> int:
+    """Restore the saved baselines that belong to the loaded models; returns the windows restored."""
+    if not path.exists():
+        return 0
+    try:
+        saved = json.loads(path.read_text())
+        if saved.get("format") != FORMAT:
+            raise ValueError(f"format {saved.get('format')!r}, expected {FORMAT!r}")
+        modalities = saved["modalities"]
+    except (OSError, ValueError, KeyError, AttributeError) as exc:
+        log.warning("baselines: %s unreadable (%s); starting with empty baselines", path, exc)
+        return 0
+    restored = 0
+    for name, entry in modalities.items():
+        est = estimators.get(name)
+        if est is None or not hasattr(est, "restore_baselines"):
+            continue
+        if not isinstance(entry, dict) or entry.get("model_sha256") != _model_sha(est):
+            log.info("baselines: %s's saved baseline is from another model; starting it empty", name)
+            continue
+        try:
+            n = est.restore_baselines(entry.get("streams") or {})
+        except (ValueError, TypeError, AttributeError) as exc:
+            log.warning("baselines: %s in %s unusable (%s); starting it empty", name, path, exc)
+            continue
+        restored += n
+        if n:
+            log.info("baselines: %s resumed with %d window(s) from %s", name, n, path)
+    return restored
