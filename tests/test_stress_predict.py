@@ -227,3 +227,18 @@ def test_train_cli_writes_a_verified_int8_model_that_evaluate_accepts(dataset: P
     (out / "eda.tflite").write_bytes(bytes(blob))
     proc = run_cli("models", "evaluate", str(out / "eda.tflite"), "--dataset", f"stress-predict:{dataset}")
     assert proc.returncode == 2 and "sha256" in proc.stderr
+
+
+def test_evaluate_json_stays_strict_when_a_figure_cannot_be_computed(tmp_path: Path):
+    root = tmp_path / "sp"
+    write_subject(root / "Raw_data" / "S02", STARTS["S02"], seed=2, level_us=3.0)
+    rows = ["Participant,HR,respr,Time(sec),Label"] + [f"2,75,14.0,{int(STARTS['S02'] + s)},0" for s in range(9, DURATION_S)]
+    (root / "Processed_data").mkdir()
+    (root / sp.LABEL_FILE).write_text("\n".join(rows) + "\n")  # rest only: no AUROC exists
+    proc = run_cli("models", "evaluate", "eda", "--dataset", f"stress-predict:{root}", "--json", check=True)
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} is not JSON")
+
+    result = json.loads(proc.stdout.strip().splitlines()[-1], parse_constant=refuse)
+    assert result["auroc"] is None and result["auroc_complete_windows"] is None and result["n"] > 100

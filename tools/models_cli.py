@@ -86,8 +86,8 @@ def _evaluate(args) -> int:
     kind, path = parse_dataset(args.dataset)
     evaluator = resolve(EVALUATORS, kind, "dataset kind")
     result = evaluator(args.name, path, args)
-    if args.json:
-        print(json.dumps(result))
+    if args.json:  # strict JSON: a figure that cannot be computed (one class only) is null, not NaN
+        print(json.dumps({k: None if isinstance(v, float) and v != v else v for k, v in result.items()}))
     else:
         for key, value in result.items():
             print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
