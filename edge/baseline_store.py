@@ -90,3 +90,22 @@ def load_baselines(path: Path, estimators: Mapping[str, Any]) -> int:
         if n:
             log.info("baselines: %s resumed with %d window(s) from %s", name, n, path)
     return restored
+
+
+def describe(path: Path, now_unix: float) -> str:
+    """One line on a saved file for ``doctor``: windows per modality and the newest one's age.
+    ValueError (one line) if it is not a baselines file."""
+    try:
+        saved = json.loads(path.read_text())
+        if saved.get("format") != FORMAT:
+            raise ValueError(f"format {saved.get('format')!r}")
+        parts = []
+        for name, entry in sorted(saved["modalities"].items()):
+            streams = entry["streams"]
+            n = sum(len(s["ends"]) for s in streams.values())
+            newest = max((s["ends"][-1] for s in streams.values() if s["ends"]), default=None)
+            age = f", newest {(now_unix - newest) / 60:.0f} min ago" if newest is not None else ""
+            parts.append(f"{name} {n} window(s){age}")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path} is not a baselines file ({type(exc).__name__}: {exc})") from None
+    return "; ".join(parts) or "empty"

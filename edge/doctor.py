@@ -484,7 +484,22 @@ def check_state_dir(state_dir: Path, device_id: str) -> list[Check]:
             checks.append(Check(WARN, f"outbox {device}", f"{detail}: the broker has been unreachable for long"))
         else:
             checks.append(Check(OK, f"outbox {device}", detail))
+    checks.append(_baselines_check(state_dir, device_id))
     return checks
+
+
+def _baselines_check(state_dir: Path, device_id: str) -> Check:
+    """The eda/cardiac trailing baselines a restart would resume (edge.baseline_store)."""
+    from edge.baseline_store import describe, store_path  # noqa: PLC0415
+
+    path = store_path(state_dir, device_id)
+    what = f"baselines {device_id}"
+    if not path.exists():
+        return Check(OK, what, "none yet (saved once a minute while eda/cardiac run)")
+    try:
+        return Check(OK, what, describe(path, time.time()))
+    except ValueError as exc:
+        return Check(WARN, what, f"{exc}; the daemon will start with fresh baselines")
 
 
 def _outbox_figures(path: Path) -> tuple[int, int]:

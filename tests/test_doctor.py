@@ -242,6 +242,29 @@ def test_state_dir_outbox_depth_and_an_unwritable_dir(mqtt_broker, tmp_path):
     assert rc == 1 and line_for(lines, "state dir").startswith("FAIL")
 
 
+def test_saved_trailing_baselines_are_described_and_a_damaged_file_warned(mqtt_broker, tmp_path):
+    import json
+    import time
+
+    from edge.baseline_store import FORMAT
+
+    state = tmp_path / "state"
+    state.mkdir()
+    rc, lines, _ = doctor("--broker", mqtt_broker.url, "--state-dir", str(state))
+    assert rc == 0 and "none yet" in line_for(lines, "baselines wearable-1")
+    now = time.time()
+    stream = {"span_s": 1200.0, "ends": [now - 600, now - 180], "rows": [[0.0] * 23, [1.0] * 23]}
+    (state / "baselines-wearable-1.json").write_text(json.dumps(
+        {"format": FORMAT, "modalities": {"eda": {"model_sha256": "ab", "streams": {"eda": stream}}}}))
+    rc, lines, _ = doctor("--broker", mqtt_broker.url, "--state-dir", str(state))
+    line = line_for(lines, "baselines wearable-1")
+    assert rc == 0 and line.startswith("ok") and "eda 2 window(s), newest 3 min ago" in line
+    (state / "baselines-wearable-1.json").write_text('{"format": "emotion-edge trailing')
+    rc, lines, _ = doctor("--broker", mqtt_broker.url, "--state-dir", str(state))
+    line = line_for(lines, "baselines wearable-1")
+    assert rc == 0 and line.startswith("warn") and "fresh baselines" in line
+
+
 def test_serial_ble_camera_and_replay_sources(mqtt_broker, tmp_path):
     master, slave = os.openpty()
     try:
