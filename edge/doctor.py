@@ -495,7 +495,7 @@ def _baselines_check(state_dir: Path, device_id: str) -> Check:
     path = store_path(state_dir, device_id)
     what = f"baselines {device_id}"
     if not path.exists():
-        return Check(OK, what, "none yet (saved once a minute while eda/cardiac run)")
+        return Check(OK, what, "none yet (saved every 5 minutes while eda/cardiac run)")
     try:
         return Check(OK, what, describe(path, time.time()))
     except ValueError as exc:

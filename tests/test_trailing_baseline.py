@@ -77,7 +77,7 @@ def test_a_saved_state_resumes_the_same_baseline():
     assert len(resumed) == len(live) == sum(1 for k in range(80, 200) if k % 7)  # the last 600 s, less the unusable
     for k in range(200, 300):
         np.testing.assert_allclose(resumed.model_input(1e9 + 5.0 * k, rows[k]), live.model_input(1e9 + 5.0 * k, rows[k]),
-                                   rtol=1e-6, atol=1e-9)
+                                   rtol=1e-6, atol=1e-6)  # saved to 7 significant digits
 
 
 @pytest.mark.parametrize("state, match", [

@@ -81,8 +81,10 @@ class TrailingBaseline:
 
 
     def state(self) -> dict:
-        """What a restart needs to resume this baseline: the span, and each kept window's end and features."""
-        return {"span_s": self.span_s, "ends": list(self._ends), "rows": [row.tolist() for row in self._rows]}
+        """What a restart needs to resume this baseline: the span, and each kept window's end and features
+        (to 7 significant digits: float32's precision, which is what the model is given)."""
+        rows = [[float(f"{v:.7g}") for v in row] for row in self._rows]
+        return {"span_s": self.span_s, "ends": list(self._ends), "rows": rows}
 
     @classmethod
     def from_state(cls, state: dict, n_features: int) -> "TrailingBaseline":
