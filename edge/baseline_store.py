@@ -63,15 +63,20 @@ def save_baselines(path: Path, estimators: Mapping[str, Any]) -> bool:
     return True
 
 
+def _saved_modalities(path: Path) -> dict:
+    """The file's {modality: {"model_sha256", "streams"}}; OSError/ValueError/KeyError/AttributeError if it is not one."""
+    saved = json.loads(path.read_text())
+    if saved.get("format") != FORMAT:
+        raise ValueError(f"format {saved.get('format')!r}, expected {FORMAT!r}")
+    return saved["modalities"]
+
+
 def load_baselines(path: Path, estimators: Mapping[str, Any]) -> int:
     """Restore the saved baselines that belong to the loaded models; returns the windows restored."""
     if not path.exists():
         return 0
     try:
-        saved = json.loads(path.read_text())
-        if saved.get("format") != FORMAT:
-            raise ValueError(f"format {saved.get('format')!r}, expected {FORMAT!r}")
-        modalities = saved["modalities"]
+        modalities = _saved_modalities(path)
     except (OSError, ValueError, KeyError, AttributeError) as exc:
         log.warning("baselines: %s unreadable (%s); starting with empty baselines", path, exc)
         return 0
@@ -98,11 +103,8 @@ def describe(path: Path, now_unix: float) -> str:
     """One line on a saved file for ``doctor``: windows per modality and the newest one's age.
     ValueError (one line) if it is not a baselines file."""
     try:
-        saved = json.loads(path.read_text())
-        if saved.get("format") != FORMAT:
-            raise ValueError(f"format {saved.get('format')!r}")
         parts = []
-        for name, entry in sorted(saved["modalities"].items()):
+        for name, entry in sorted(_saved_modalities(path).items()):
             streams = entry["streams"]
             n = sum(len(s["ends"]) for s in streams.values())
             newest = max((s["ends"][-1] for s in streams.values() if s["ends"]), default=None)

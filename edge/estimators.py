@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from edge.features.baseline import TrailingBaseline, input_names
+from edge.features.baseline import TrailingBaseline, input_names, trailing_span_s
 from edge.fusion import ModalityEstimate
 from edge.quality import combine_quality, coverage
 from edge.windows import WindowSpec
@@ -94,7 +94,7 @@ class Estimator:
         self.window = window
         self.version = str(getattr(model, "version", "0"))
         pre = (getattr(model, "manifest", None) or {}).get("preprocessing") or {}
-        self._baseline_span_s = float((pre.get("trailing_baseline") or {}).get("span_s", 0.0))
+        self._baseline_span_s = trailing_span_s(pre)
         self._baseline_quality_min = float(pre.get("quality_min", 0.0))
         self._baselines: dict[str, TrailingBaseline] = {}  # stream -> its trailing history
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import DatasetError, ModelIntegrityError
+from edge.features.baseline import trailing_span_s
 from edge.models import TFLiteModel
 from tools import stress_predict as sp
 from tools.train_physio import COVERAGE_MIN, QUALITY_MIN, fuse, model_inputs, score, usable
@@ -44,7 +45,7 @@ def _predict(model: TFLiteModel, modality: str, tables: dict[str, dict[str, np.n
              window_s: float) -> dict[str, np.ndarray]:
     pre = model.manifest.get("preprocessing", {})
     quality_min = float(pre.get("quality_min", QUALITY_MIN))
-    span_s = float((pre.get("trailing_baseline") or {}).get("span_s", 0.0))  # read as the daemon's estimator does
+    span_s = trailing_span_s(pre)  # as the daemon's estimator reads it
     out = {}
     for sid, table in tables.items():
         ok = usable(table, modality, quality_min)

@@ -30,6 +30,11 @@ def input_names(feature_names: tuple[str, ...] | list[str]) -> list[str]:
     return list(feature_names) + [f"{n}{DEVIATION_SUFFIX}" for n in feature_names]
 
 
+def trailing_span_s(preprocessing: dict) -> float:
+    """The span a model's manifest asks for (``preprocessing.trailing_baseline.span_s``); 0 = none."""
+    return float(((preprocessing or {}).get("trailing_baseline") or {}).get("span_s", 0.0))
+
+
 class TrailingBaseline:
     """Mean of the usable feature vectors whose windows ended in ``(t - span_s, t]``."""
 
@@ -78,7 +83,6 @@ class TrailingBaseline:
                 self._updates = 0
             reference = self._sum / len(self._rows)
         return np.concatenate([features, features - reference]).astype(np.float32)
-
 
     def state(self) -> dict:
         """What a restart needs to resume this baseline: the span, and each kept window's end and features
