@@ -490,12 +490,12 @@ def check_state_dir(state_dir: Path, device_id: str) -> list[Check]:
 
 def _baselines_check(state_dir: Path, device_id: str) -> Check:
     """The eda/cardiac trailing baselines a restart would resume (edge.baseline_store)."""
-    from edge.baseline_store import describe, store_path  # noqa: PLC0415
+    from edge.baseline_store import SAVE_EVERY_S, describe, store_path  # noqa: PLC0415
 
     path = store_path(state_dir, device_id)
     what = f"baselines {device_id}"
     if not path.exists():
-        return Check(OK, what, "none yet (saved every 5 minutes while eda/cardiac run)")
+        return Check(OK, what, f"none yet (saved every {SAVE_EVERY_S / 60:g} minutes while eda/cardiac run)")
     try:
         return Check(OK, what, describe(path, time.time()))
     except ValueError as exc:
