@@ -239,6 +239,36 @@ def test_deployment_choice_is_the_best_single_pass_unless_mirror_averaging_is_al
     assert max(scores.values()) > max(single.values())  # here a mirror choice scored best: it was passed over
     px, mirror, _ = choose_deployment(net, x, y, allow_mirror=True)
     assert mirror and scores[f"{px}px mirror"] == max(scores.values())
+    # mirror averaging allowed at one size only (where two passes fit the budget): the best of what is allowed
+    allowed = {k: v for k, v in scores.items() if "mirror" not in k or k == "36px mirror"}
+    px, mirror, _ = choose_deployment(net, x, y, allow_mirror=True, mirror_sizes=(36,))
+    assert scores[f"{px}px{' mirror' if mirror else ''}"] == max(allowed.values()) and (not mirror or px == 36)
+
+
+def test_narrowed_net_keeps_the_channels_with_the_largest_batchnorm_scale() -> None:
+    """Channels whose BatchNorm scale and shift are zero output nothing: cutting them changes no output."""
+    tf = pytest.importorskip("tensorflow")
+    from tools.train_face import build_model, narrowed, widths_of
+
+    tf.keras.utils.set_random_seed(1)
+    wide = build_model(widths=(6, 8), input_size=None)
+    weights = wide.get_weights()
+    rng = np.random.default_rng(0)
+    for conv, (width, keep) in enumerate(zip((6, 6, 8, 8), (4, 4, 5, 5))):
+        gamma, beta, mean, var = weights[5 * conv + 1:5 * conv + 5]
+        gamma[:] = rng.uniform(0.5, 2, width) * rng.choice([-1, 1], width)  # |gamma| ranks, not gamma
+        beta[:], mean[:], var[:] = rng.normal(size=width), rng.normal(size=width) * 0.1, rng.uniform(0.5, 2, width)
+        dead = rng.choice(width, width - keep, replace=False)
+        gamma[dead], beta[dead] = 0.0, 0.0
+    wide.set_weights(weights)
+    cut = narrowed(weights, (4, 5))
+    assert widths_of(weights) == (6, 8) and widths_of(cut) == (4, 5)
+    narrow = build_model(widths=(4, 5), input_size=None)
+    narrow.set_weights(cut)
+    x = rng.random((3, 40, 40, 1)).astype(np.float32)
+    np.testing.assert_allclose(narrow(x, training=False).numpy(), wide(x, training=False).numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="cannot narrow"):
+        narrowed(weights, (8, 8))
 
 
 def test_teacher_probabilities_are_the_ensembles_mirror_averaged_mean(tmp_path: Path) -> None:
@@ -292,6 +322,28 @@ def test_train_face_cli_end_to_end_writes_a_loadable_int8_model(tmp_path: Path) 
     assert restarted["n_test"] == manifest["training"]["n_test"]
     assert len(restarted["snapshot_averaging"]["val_accuracy_by_choice_before"]) == 8  # the restart's end, scored
     assert restarted["snapshot_averaging"]["snapshots"] == 2  # the start and the one epoch's end, averaged
+    assert restarted["widths"] == [24, 48, 96, 192] and restarted["narrowed_from_widths"] is None
+
+    # a narrower restart: the net cut down to its strongest channels, the cut start left out of the mean
+    slim = tmp_path / "slim"
+    proc = run_cli("train", "face", "--dataset", f"fer2013:{data}", "--out", str(slim), "--epochs", "3",
+                   "--init-from", str(out / "face.keras"), "--widths", "16,32,64,128", "--mirror-px", "36",
+                   timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    narrowed = json.loads((slim / "face.json").read_text())["training"]
+    assert narrowed["widths"] == [16, 32, 64, 128] and narrowed["narrowed_from_widths"] == [24, 48, 96, 192]
+    assert narrowed["snapshot_averaging"]["snapshots"] == 1  # epochs 1-2 recover from the cut; only the 3rd counts
+    assert not narrowed["mirror_average"] or narrowed["net_px"] == 36
+    assert (slim / "face.tflite").stat().st_size < 0.7 * (out / "face.tflite").stat().st_size
+    assert TFLiteModel(slim / "face.tflite").predict_batch(read_faces(list_fer2013(data)[0][:2])).shape == (2, 7)
+    # widths wider than --init-from's net: one line; no widths at all: argparse's usage and one error line
+    for widths in ("32,48,96,192", "16,x"):
+        proc = run_cli("train", "face", "--dataset", f"fer2013:{data}", "--out", str(tmp_path / "wide"),
+                       "--init-from", str(out / "face.keras"), "--widths", widths, timeout=600)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and "--widths" in lines[-1], proc.stderr[-2000:]
+        assert len(lines) == 1 or lines[0].startswith("usage:")
+        assert not (tmp_path / "wide" / "face.tflite").exists()
     # a file that is not a face net: one line, nothing written
     (tmp_path / "notes.keras").write_text("not a model")
     proc = run_cli("train", "face", "--dataset", f"fer2013:{data}", "--out", str(tmp_path / "bad"),

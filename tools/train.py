@@ -37,6 +37,16 @@ def resolve(table: dict[str, str], key: str, what: str):
     return getattr(importlib.import_module(module_name), func)
 
 
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        widths = ()
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected channel counts like 16,48,96,160")
+    return widths
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("modality", choices=sorted(TRAINERS), help="which model to train")
     parser.add_argument("--dataset", required=True, metavar="KIND:PATH",
@@ -52,6 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--teacher", type=Path, action="append", default=None, dest="teachers", metavar="FACE.keras",
                         help="face: distil from this net (repeat for an ensemble): the training targets mix each "
                              "image's label with the teachers' mirror-averaged probabilities")
+    parser.add_argument("--widths", type=_widths, default=None, metavar="W1,W2,...",
+                        help="face: channels of each conv stage (default 24,48,96,192, or --init-from's); narrower "
+                             "than --init-from's cuts that net down to its strongest channels before the restart")
+    parser.add_argument("--mirror-px", type=int, action="append", default=None, dest="mirror_px", metavar="PX",
+                        help="face: allow mirror averaging (two passes per face) at this net input size (repeatable); "
+                             "check 'emotion-edge models bench face' against your latency budget")
     parser.add_argument("--baseline-span", type=float, default=None, dest="baseline_span", metavar="SECONDS",
                         help="eda, cardiac: beside each window's features, give the model their deviation from the "
                              "mean of the trailing SECONDS (default 1200); 0 = absolute features only")

@@ -15,7 +15,8 @@ Network: a VGG-style CNN (four stages of two 3x3 conv + BatchNorm + ReLU and a 2
 24-48-96-192 channels, global average pooling, softmax over 7 classes), trained with flips,
 small shifts, rotations and zooms, label smoothing, AdamW with one warm-up epoch and a cosine
 learning rate, and progressive resizing (most epochs at 32 px, then 40 px, the last at the
-deployed 48 px) so that a 2-core CPU can afford it.
+deployed 48 px) so that a 2-core CPU can afford it. ``--widths`` sets other stage widths; with
+``--init-from`` a narrower net starts from the wider one's strongest channels (``narrowed``).
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ BATCH_SIZE = 64
 RESTART_PX = 40
 RESTART_PEAK_LR = 5e-4
 RESTART_EPOCHS = 12
+# a restart from a wider net (--widths narrower than --init-from's): its first epochs recover from the cut,
+# so neither the start nor they enter the snapshot mean
+NARROWED_SKIP_EPOCHS = 2
 BN_RECALIBRATION_BATCHES = 200  # training batches whose statistics the averaged net's BatchNorm takes
 # --teacher: the target is this share of the teachers' probabilities, the rest the (smoothed) label
 DISTILL_WEIGHT = 0.5
@@ -165,6 +169,36 @@ def build_model(widths: tuple[int, ...] = DEFAULT_WIDTHS, dropout: float = 0.4,
     return tf.keras.Model(inputs, outputs, name="face_fer2013")
 
 
+def widths_of(weights: list[np.ndarray]) -> tuple[int, ...]:
+    """The stage widths of a ``build_model`` net, read from its weights (two conv kernels per stage)."""
+    kernels = [w for w in weights if w.ndim == 4]
+    return tuple(int(k.shape[-1]) for k in kernels[1::2])
+
+
+def narrowed(weights: list[np.ndarray], widths: tuple[int, ...]) -> list[np.ndarray]:
+    """``weights`` of a wider net cut down to ``widths``: each conv keeps its channels of largest |BatchNorm gamma|.
+
+    Network slimming (Liu et al. 2017): a channel whose BatchNorm scale is small contributes little
+    downstream, so a narrower net starts from the wide net's strongest channels and needs only a
+    short restart to recover, instead of training from scratch. The next layer keeps the matching
+    input channels; the classifier keeps the last stage's.
+    """
+    have = widths_of(weights)
+    if len(widths) != len(have) or any(w > h for w, h in zip(widths, have)):
+        raise ValueError(f"cannot narrow widths {have} to {widths}")
+    out: list[np.ndarray] = []
+    keep_in = np.arange(weights[0].shape[2])  # the grey input channel
+    i = 0
+    for stage_width in widths:
+        for _ in range(2):
+            kernel, gamma, beta, mean, var = weights[i:i + 5]
+            keep = np.sort(np.argsort(-np.abs(gamma), kind="stable")[:stage_width])
+            out += [kernel[:, :, keep_in][..., keep], gamma[keep], beta[keep], mean[keep], var[keep]]
+            keep_in, i = keep, i + 5
+    dense_kernel, dense_bias = weights[i:i + 2]
+    return out + [dense_kernel[keep_in], dense_bias]
+
+
 def mirror_averaged(model: Any) -> Any:
     """One graph that scores the face and its mirror image with ``model`` and averages the probabilities.
 
@@ -186,14 +220,15 @@ def mirror_averaged(model: Any) -> Any:
 DEPLOY_SIZES = (36, 40, 44, 48)  # px the net may see after the in-graph resize (chosen on val)
 
 
-def choose_deployment(net: Any, x_val: np.ndarray, y_val: np.ndarray,
-                      allow_mirror: bool = False) -> tuple[int, bool, dict[str, float]]:
+def choose_deployment(net: Any, x_val: np.ndarray, y_val: np.ndarray, allow_mirror: bool = False,
+                      mirror_sizes: tuple[int, ...] = DEPLOY_SIZES) -> tuple[int, bool, dict[str, float]]:
     """(net input px, mirror averaging?, val accuracy of every choice): the best on the validation part.
 
     After progressive resizing the net is not always best at 48 px (the shipped one did better at
     36); the deployed graph keeps a 48 px input and resizes inside (bilinear: a TFLite builtin).
-    Mirror averaging is scored (and logged) but chosen only with ``allow_mirror``: it runs the net
-    twice, 2.3-4.1 ms per face here against the 2 ms budget (one pass: 1.0-1.5 ms at 36-44 px).
+    Mirror averaging is scored (and logged) but chosen only with ``allow_mirror`` and only at
+    ``mirror_sizes``: it runs the net twice, 2.3-4.1 ms per face here for the 24-48-96-192 net
+    against the 2 ms budget (one pass: 1.0-1.5 ms at 36-44 px); a narrower net fits it at 36 px.
 
     BatchNorm statistics stay as measured at the training resolution (40 px, area-resized).
     Re-measuring them per deployed size on bilinear-resized images (as the graph resizes) was
@@ -210,29 +245,39 @@ def choose_deployment(net: Any, x_val: np.ndarray, y_val: np.ndarray,
         for mirror, probs in ((False, p), (True, p + pm)):
             acc = float(np.mean(np.argmax(probs, axis=1) == y_val))
             scores[f"{size}px{' mirror' if mirror else ''}"] = round(acc, 4)
-            if acc > best[0] + 1e-9 and (allow_mirror or not mirror):
+            if acc > best[0] + 1e-9 and (not mirror or (allow_mirror and size in mirror_sizes)):
                 best = (acc, size, mirror)
     log.info("validation accuracy by deployment choice: %s; chosen %d px%s", scores, best[1],
              " with mirror averaging" if best[2] else "")
     return best[1], best[2], scores
 
 
-def _snapshot_mean_callback(start_weights: list[np.ndarray]) -> Any:
-    """A Keras callback holding the running mean of ``start_weights`` and the weights at every epoch's end."""
+def _snapshot_mean_callback(start_weights: list[np.ndarray], skip_epochs: int = 0) -> Any:
+    """A Keras callback holding the running mean of ``start_weights`` and the weights at every epoch's end.
+
+    With ``skip_epochs`` > 0 the start and the first ``skip_epochs`` epoch ends are left out (a
+    narrowed start is no point of the basin the restart settles in).
+    """
     import tensorflow as tf  # tools only
 
     class SnapshotMean(tf.keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
-            self.total = [np.array(w, dtype=np.float64) for w in start_weights]
-            self.count = 1
+            self.total = [np.array(w, dtype=np.float64) * (0 if skip_epochs else 1) for w in start_weights]
+            self.count = 0 if skip_epochs else 1
+            self.seen = 0
 
         def on_epoch_end(self, epoch, logs=None):
+            self.seen += 1
+            if self.seen <= skip_epochs:
+                return
             for total, w in zip(self.total, self.model.get_weights()):
                 total += w
             self.count += 1
 
         def mean(self) -> list[np.ndarray]:
+            if not self.count:  # the run stopped before any snapshot counted: the net as it is
+                return self.model.get_weights()
             return [(total / self.count).astype(np.float32) for total in self.total]
 
     return SnapshotMean()
@@ -280,8 +325,9 @@ def deployable(net: Any, net_px: int, mirror: bool) -> Any:
 
     inputs = tf.keras.Input((FACE_INPUT_SIZE, FACE_INPUT_SIZE, 1), name="face")
     x = inputs if net_px == FACE_INPUT_SIZE else tf.keras.layers.Resizing(net_px, net_px, "bilinear")(inputs)
-    fixed = build_model(input_size=net_px)
-    fixed.set_weights(net.get_weights())
+    weights = net.get_weights()
+    fixed = build_model(widths=widths_of(weights), input_size=net_px)
+    fixed.set_weights(weights)
     model = tf.keras.Model(inputs, fixed(x), name="face_fer2013")
     return mirror_averaged(model) if mirror else model
 
@@ -366,9 +412,10 @@ def _trained_weights(path: Path, flag: str = "--init-from") -> list[np.ndarray]:
         weights = tf.keras.models.load_model(path, compile=False).get_weights()
     except Exception as exc:  # noqa: BLE001 - any unreadable file becomes one line
         raise DatasetError(f"train face: {flag} {path}: not a Keras model ({exc.__class__.__name__})") from exc
-    expected = [w.shape for w in build_model(input_size=None).get_weights()]
+    widths = widths_of(weights)
+    expected = [w.shape for w in build_model(widths=widths, input_size=None).get_weights()] if widths else None
     if [w.shape for w in weights] != expected:
-        raise DatasetError(f"train face: {flag} {path}: not a face net of widths {DEFAULT_WIDTHS}")
+        raise DatasetError(f"train face: {flag} {path}: not a face net (stages of two 3x3 convs, GAP, 7 classes)")
     return weights
 
 
@@ -401,7 +448,7 @@ def teacher_probabilities(teachers: list[list[np.ndarray]], parts: list[np.ndarr
     resized = [tf.image.resize(x, (px, px), method="area").numpy() for x in parts]
     probs = [np.zeros((len(x), len(FER_LABELS)), dtype=np.float64) for x in parts]
     for weights in teachers:
-        net = build_model(input_size=None)
+        net = build_model(widths=widths_of(weights), input_size=None)
         net.set_weights(weights)
         recalibrate_batchnorm(net, x_bn, seed, px)
         for xs, total in zip(resized, probs):
@@ -465,6 +512,15 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
     t_start = time.monotonic()
 
     start_weights = _trained_weights(Path(init_from)) if init_from else None  # a bad file fails before the data loads
+    widths = tuple(getattr(args, "widths", None) or (widths_of(start_weights) if init_from else DEFAULT_WIDTHS))
+    narrowed_from = None
+    if start_weights is not None and widths != widths_of(start_weights):
+        narrowed_from = widths_of(start_weights)
+        try:
+            start_weights = narrowed(start_weights, widths)
+        except ValueError as exc:
+            raise DatasetError(f"train face: --widths {','.join(map(str, widths))}: {exc} (--init-from {init_from})") from exc
+    mirror_px = tuple(getattr(args, "mirror_px", None) or ())
     teachers = list(getattr(args, "teachers", None) or [])
     teacher_weights = [_trained_weights(Path(teacher), "--teacher") for teacher in teachers]  # likewise
     x, y, _ = load_fer2013(path, cache_dir=out_dir / "cache")
@@ -482,10 +538,11 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
                  len(teachers), DISTILL_WEIGHT, RESTART_PX, teacher_val)
 
     # trained resolution-free (progressive resizing), exported at 48 px with the same weights
-    model = build_model(input_size=None)
+    model = build_model(widths=widths, input_size=None)
     if init_from:
         model.set_weights(start_weights)
-        log.info("warm restart from %s", init_from)
+        log.info("warm restart from %s%s", init_from,
+                 f", narrowed from widths {narrowed_from} to {widths}" if narrowed_from else "")
     steps_per_epoch = int(np.ceil(len(i_train) / BATCH_SIZE))
     warmup = steps_per_epoch
     # one warm-up epoch, then cosine to 0 (from scratch) or constant (a warm restart: SWA samples the basin)
@@ -504,7 +561,7 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
     phases = [(RESTART_PX, epochs)] if init_from else resolution_phases(epochs)
     callbacks = [csv_log, time_limit]
     if init_from:
-        snapshots = _snapshot_mean_callback(start_weights)
+        snapshots = _snapshot_mean_callback(start_weights, NARROWED_SKIP_EPOCHS if narrowed_from else 0)
         callbacks.append(snapshots)
     log.info("schedule: %s epochs at px (%d epochs), %d steps each, AdamW peak %.1e",
              " + ".join(f"{n}@{size}" for size, n in phases), epochs, steps_per_epoch, peak_lr)
@@ -525,7 +582,8 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
     if init_from:  # the warm restart's end, then the mean of all its snapshots (see average_snapshots)
         restart_val_choices = choose_deployment(model, x[i_val], y[i_val])[2]
         average_snapshots(model, snapshots.mean(), x[i_train], seed)
-    net_px, mirror, val_choices = choose_deployment(model, x[i_val], y[i_val])
+    net_px, mirror, val_choices = choose_deployment(model, x[i_val], y[i_val], allow_mirror=bool(mirror_px),
+                                                    mirror_sizes=mirror_px)
     model = deployable(model, net_px, mirror)
 
     draft: dict[str, Any] = {
@@ -550,14 +608,18 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
             "subjects_train": None, "subjects_test": None,
             "seed": seed, "n_train": int(len(i_train)), "n_val": int(len(i_val)), "n_test": int(len(i_test)),
             "epochs": epochs_run, "epochs_planned": epochs, "best_epoch": best_epoch,
-            "params": int(model.count_params()), "widths": list(DEFAULT_WIDTHS), "batch_size": BATCH_SIZE,
+            "params": int(model.count_params()), "widths": list(widths),
+            "narrowed_from_widths": list(narrowed_from) if narrowed_from else None, "batch_size": BATCH_SIZE,
             "resolution_phases": [[size, n] for size, n in phases], "net_px": net_px, "mirror_average": mirror,
             "val_accuracy_by_choice": val_choices, "init_from": _provenance(init_from),
             "distillation": ({"teachers": [_provenance(t) for t in teachers], "weight": DISTILL_WEIGHT,
                               "targets": f"teachers' mean of face and mirror probabilities at {RESTART_PX} px, "
                               "BatchNorm re-measured; mixed with the label",
                               "teacher_val_accuracy": teacher_val} if teachers else None),
-            "snapshot_averaging": ({"of": f"start and the end of each of {epochs_run} epochs of the warm restart",
+            "snapshot_averaging": ({"of": (f"the end of each of epochs {NARROWED_SKIP_EPOCHS + 1}-{epochs_run} of the warm "
+                                           "restart (the narrowed start and the recovering epochs left out)"
+                                           if narrowed_from else
+                                           f"start and the end of each of {epochs_run} epochs of the warm restart"),
                                     "snapshots": snapshots.count,
                                     "batchnorm_recalibrated_at_px": RESTART_PX,
                                     "batchnorm_batches": BN_RECALIBRATION_BATCHES,
