@@ -328,11 +328,13 @@ def test_train_face_cli_end_to_end_writes_a_loadable_int8_model(tmp_path: Path) 
     slim = tmp_path / "slim"
     proc = run_cli("train", "face", "--dataset", f"fer2013:{data}", "--out", str(slim), "--epochs", "3",
                    "--init-from", str(out / "face.keras"), "--widths", "16,32,64,128", "--mirror-px", "36",
-                   timeout=600)
+                   "--restart-px", "36", "--teacher", str(out / "face.keras"), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     narrowed = json.loads((slim / "face.json").read_text())["training"]
     assert narrowed["widths"] == [16, 32, 64, 128] and narrowed["narrowed_from_widths"] == [24, 48, 96, 192]
     assert narrowed["snapshot_averaging"]["snapshots"] == 1  # epochs 1-2 recover from the cut; only the 3rd counts
+    assert narrowed["resolution_phases"] == [[36, 3]] and narrowed["snapshot_averaging"]["batchnorm_recalibrated_at_px"] == 36
+    assert "at 36 px" in narrowed["distillation"]["targets"]
     assert not narrowed["mirror_average"] or narrowed["net_px"] == 36
     assert (slim / "face.tflite").stat().st_size < 0.7 * (out / "face.tflite").stat().st_size
     assert TFLiteModel(slim / "face.tflite").predict_batch(read_faces(list_fer2013(data)[0][:2])).shape == (2, 7)

@@ -68,6 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mirror-px", type=int, action="append", default=None, dest="mirror_px", metavar="PX",
                         help="face: allow mirror averaging (two passes per face) at this net input size (repeatable); "
                              "check 'emotion-edge models bench face' against your latency budget")
+    parser.add_argument("--restart-px", type=int, default=None, dest="restart_px", metavar="PX",
+                        help="face: the input size of an --init-from restart and of its teachers (default 40); "
+                             "train at the size the net will be deployed at")
     parser.add_argument("--baseline-span", type=float, default=None, dest="baseline_span", metavar="SECONDS",
                         help="eda, cardiac: beside each window's features, give the model their deviation from the "
                              "mean of the trailing SECONDS (default 1200); 0 = absolute features only")

@@ -521,6 +521,7 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
         except ValueError as exc:
             raise DatasetError(f"train face: --widths {','.join(map(str, widths))}: {exc} (--init-from {init_from})") from exc
     mirror_px = tuple(getattr(args, "mirror_px", None) or ())
+    restart_px = int(getattr(args, "restart_px", None) or RESTART_PX)
     teachers = list(getattr(args, "teachers", None) or [])
     teacher_weights = [_trained_weights(Path(teacher), "--teacher") for teacher in teachers]  # likewise
     x, y, _ = load_fer2013(path, cache_dir=out_dir / "cache")
@@ -531,11 +532,12 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
     y_fit = y[i_train]
     teacher_val = None
     if teachers:
-        p_train, p_val = teacher_probabilities(teacher_weights, [x[i_train], x[i_val]], x[i_train], seed)
+        p_train, p_val = teacher_probabilities(teacher_weights, [x[i_train], x[i_val]], x[i_train], seed,
+                                               px=restart_px)
         y_fit = DISTILL_WEIGHT * p_train + (1 - DISTILL_WEIGHT) * np.eye(len(FER_LABELS), dtype=np.float32)[y[i_train]]
         teacher_val = round(float(np.mean(np.argmax(p_val, axis=1) == y[i_val])), 4)
         log.info("distilling from %d teacher(s) (weight %.2f); their mirror-averaged val accuracy at %d px: %.4f",
-                 len(teachers), DISTILL_WEIGHT, RESTART_PX, teacher_val)
+                 len(teachers), DISTILL_WEIGHT, restart_px, teacher_val)
 
     # trained resolution-free (progressive resizing), exported at 48 px with the same weights
     model = build_model(widths=widths, input_size=None)
@@ -558,7 +560,7 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
     time_limit = _TimeLimit(time_limit_min * 60.0)
     csv_log = tf.keras.callbacks.CSVLogger(str(out_dir / "face.history.csv"), append=True)
     (out_dir / "face.history.csv").unlink(missing_ok=True)
-    phases = [(RESTART_PX, epochs)] if init_from else resolution_phases(epochs)
+    phases = [(restart_px, epochs)] if init_from else resolution_phases(epochs)
     callbacks = [csv_log, time_limit]
     if init_from:
         snapshots = _snapshot_mean_callback(start_weights, NARROWED_SKIP_EPOCHS if narrowed_from else 0)
@@ -581,7 +583,7 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
     restart_val_choices = None
     if init_from:  # the warm restart's end, then the mean of all its snapshots (see average_snapshots)
         restart_val_choices = choose_deployment(model, x[i_val], y[i_val])[2]
-        average_snapshots(model, snapshots.mean(), x[i_train], seed)
+        average_snapshots(model, snapshots.mean(), x[i_train], seed, px=restart_px)
     net_px, mirror, val_choices = choose_deployment(model, x[i_val], y[i_val], allow_mirror=bool(mirror_px),
                                                     mirror_sizes=mirror_px)
     model = deployable(model, net_px, mirror)
@@ -613,7 +615,7 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
             "resolution_phases": [[size, n] for size, n in phases], "net_px": net_px, "mirror_average": mirror,
             "val_accuracy_by_choice": val_choices, "init_from": _provenance(init_from),
             "distillation": ({"teachers": [_provenance(t) for t in teachers], "weight": DISTILL_WEIGHT,
-                              "targets": f"teachers' mean of face and mirror probabilities at {RESTART_PX} px, "
+                              "targets": f"teachers' mean of face and mirror probabilities at {restart_px} px, "
                               "BatchNorm re-measured; mixed with the label",
                               "teacher_val_accuracy": teacher_val} if teachers else None),
             "snapshot_averaging": ({"of": (f"the end of each of epochs {NARROWED_SKIP_EPOCHS + 1}-{epochs_run} of the warm "
@@ -621,7 +623,7 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
                                            if narrowed_from else
                                            f"start and the end of each of {epochs_run} epochs of the warm restart"),
                                     "snapshots": snapshots.count,
-                                    "batchnorm_recalibrated_at_px": RESTART_PX,
+                                    "batchnorm_recalibrated_at_px": restart_px,
                                     "batchnorm_batches": BN_RECALIBRATION_BATCHES,
                                     "val_accuracy_by_choice_before": restart_val_choices} if init_from else None),
             "optimizer": f"AdamW peak {peak_lr:g}, "
