@@ -193,10 +193,10 @@ def test_shipped_face_model_on_held_out_fer2013(shared_data: Path) -> None:
     x = read_faces([paths[i] for i in sample])
     pred = np.argmax(TFLiteModel("face").predict_batch(x), axis=1)
     accuracy = float(np.mean(pred == labels[sample]))
-    # A regression guard at the shipped model's level (65.4% on the whole held-out part, 64.4% on this sample; 7 classes,
-    # chance 14-25%), not the product target: issue 2 asks for >= 66%, which this model does not
-    # reach (see models/face.md); raise this bound when a better model ships.
-    assert accuracy >= 0.61, f"int8 accuracy {accuracy:.3f} on 500 held-out FER2013 images"
+    # A regression guard at the shipped model's level (67.1% on the whole held-out part, 67.4% on this sample; 7 classes,
+    # chance 14-25%), a few points under it so that a runtime's rounding does not fail it; the product
+    # target (issue 2: >= 66% on the whole part) is measured in models/face.md. Raise it when a better model ships.
+    assert accuracy >= 0.63, f"int8 accuracy {accuracy:.3f} on 500 held-out FER2013 images"
 
 
 # ---------------------------------------------------------------------------- trainer
@@ -291,6 +291,20 @@ def test_teacher_probabilities_are_the_ensembles_mirror_averaged_mean(tmp_path: 
     np.testing.assert_allclose(both.sum(axis=1), 1.0, atol=1e-5)
     (mirrored,) = teacher_probabilities(teachers, [x[:, :, ::-1]], x_bn, seed=0)
     np.testing.assert_allclose(mirrored, both, atol=1e-5)  # face and mirror image get the same target
+
+
+def test_provenance_keeps_one_level_of_sources() -> None:
+    """A start's or teacher's record names its own sources by file and sha256 only: no nesting per generation."""
+    from tools.train_face import one_level
+
+    grand = {"file": "g.keras", "sha256": "0" * 64, "training": {"epochs": 43}}
+    record = {"epochs": 12, "init_from": dict(grand), "distillation": {"weight": 0.5, "teachers": [dict(grand)]}}
+    shallow = one_level(record)
+    assert shallow["init_from"] == {"file": "g.keras", "sha256": "0" * 64} and shallow["epochs"] == 12
+    assert shallow["distillation"] == {"weight": 0.5, "teachers": [{"file": "g.keras", "sha256": "0" * 64}]}
+    assert record["init_from"]["training"] == {"epochs": 43}  # the caller's record is left as it was
+    assert one_level(None) is None and one_level({"init_from": None}) == {"init_from": None}
+    assert len(json.dumps(TFLiteModel("face").manifest)) < 100_000  # the shipped manifest stays small
 
 
 def test_train_face_cli_end_to_end_writes_a_loadable_int8_model(tmp_path: Path) -> None:

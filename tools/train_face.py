@@ -63,7 +63,7 @@ NARROWED_SKIP_EPOCHS = 2
 BN_RECALIBRATION_BATCHES = 200  # training batches whose statistics the averaged net's BatchNorm takes
 # --teacher: the target is this share of the teachers' probabilities, the rest the (smoothed) label
 DISTILL_WEIGHT = 0.5
-MODEL_VERSION = "1.3.0"
+MODEL_VERSION = "1.4.0"
 
 
 # ----------------------------------------------------------------------------------- data
@@ -427,9 +427,26 @@ def _provenance(init_from: Path | None) -> dict[str, Any] | None:
     record: dict[str, Any] = {"file": path.name, "sha256": sha256_of(path)}
     for name in ("face.json", "face.draft.json"):
         if (path.parent / name).is_file():
-            record["training"] = json.loads((path.parent / name).read_text()).get("training")
+            record["training"] = one_level(json.loads((path.parent / name).read_text()).get("training"))
             break
     return record
+
+
+def one_level(training: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A training record whose own sources (start, teachers) keep only file and sha256.
+
+    Each record names its sources with theirs, so nesting them whole grows with every generation
+    of distillation (a 3 MB manifest by the seventh); one level and the sha256 chain are enough.
+    """
+    if not training:
+        return training
+    out = dict(training)
+    if isinstance(out.get("init_from"), dict):
+        out["init_from"] = {k: v for k, v in out["init_from"].items() if k != "training"}
+    if isinstance(out.get("distillation"), dict):
+        out["distillation"] = dict(out["distillation"], teachers=[
+            {k: v for k, v in t.items() if k != "training"} for t in out["distillation"].get("teachers", [])])
+    return out
 
 
 def teacher_probabilities(teachers: list[list[np.ndarray]], parts: list[np.ndarray], x_bn: np.ndarray, seed: int,
