@@ -227,7 +227,7 @@ def test_mirror_averaged_graph_is_the_mean_of_face_and_mirror() -> None:
 def test_deployment_choice_is_the_best_single_pass_unless_mirror_averaging_is_allowed() -> None:
     """Mirror averaging runs the net twice (over the 2 ms budget): scored and logged, not chosen by default."""
     tf = pytest.importorskip("tensorflow")
-    from tools.train_face import build_model, choose_deployment
+    from tools.train_face import DEPLOY_SIZES, build_model, choose_deployment
 
     tf.keras.utils.set_random_seed(2)
     net = build_model(widths=(4, 8), input_size=None)
@@ -237,11 +237,11 @@ def test_deployment_choice_is_the_best_single_pass_unless_mirror_averaging_is_al
     single = {k: v for k, v in scores.items() if "mirror" not in k}
     assert len(scores) == 8 and not mirror and scores[f"{px}px"] == max(single.values())
     assert max(scores.values()) > max(single.values())  # here a mirror choice scored best: it was passed over
-    px, mirror, _ = choose_deployment(net, x, y, allow_mirror=True)
+    px, mirror, _ = choose_deployment(net, x, y, mirror_sizes=DEPLOY_SIZES)
     assert mirror and scores[f"{px}px mirror"] == max(scores.values())
     # mirror averaging allowed at one size only (where two passes fit the budget): the best of what is allowed
     allowed = {k: v for k, v in scores.items() if "mirror" not in k or k == "36px mirror"}
-    px, mirror, _ = choose_deployment(net, x, y, allow_mirror=True, mirror_sizes=(36,))
+    px, mirror, _ = choose_deployment(net, x, y, mirror_sizes=(36,))
     assert scores[f"{px}px{' mirror' if mirror else ''}"] == max(allowed.values()) and (not mirror or px == 36)
 
 

@@ -220,14 +220,14 @@ def mirror_averaged(model: Any) -> Any:
 DEPLOY_SIZES = (36, 40, 44, 48)  # px the net may see after the in-graph resize (chosen on val)
 
 
-def choose_deployment(net: Any, x_val: np.ndarray, y_val: np.ndarray, allow_mirror: bool = False,
-                      mirror_sizes: tuple[int, ...] = DEPLOY_SIZES) -> tuple[int, bool, dict[str, float]]:
+def choose_deployment(net: Any, x_val: np.ndarray, y_val: np.ndarray,
+                      mirror_sizes: tuple[int, ...] = ()) -> tuple[int, bool, dict[str, float]]:
     """(net input px, mirror averaging?, val accuracy of every choice): the best on the validation part.
 
     After progressive resizing the net is not always best at 48 px (the shipped one did better at
     36); the deployed graph keeps a 48 px input and resizes inside (bilinear: a TFLite builtin).
-    Mirror averaging is scored (and logged) but chosen only with ``allow_mirror`` and only at
-    ``mirror_sizes``: it runs the net twice, 2.3-4.1 ms per face here for the 24-48-96-192 net
+    Mirror averaging is scored (and logged) at every size but chosen only at ``mirror_sizes``: it
+    runs the net twice, 2.3-4.1 ms per face here for the 24-48-96-192 net
     against the 2 ms budget (one pass: 1.0-1.5 ms at 36-44 px); a narrower net fits it at 36 px.
 
     BatchNorm statistics stay as measured at the training resolution (40 px, area-resized).
@@ -245,7 +245,7 @@ def choose_deployment(net: Any, x_val: np.ndarray, y_val: np.ndarray, allow_mirr
         for mirror, probs in ((False, p), (True, p + pm)):
             acc = float(np.mean(np.argmax(probs, axis=1) == y_val))
             scores[f"{size}px{' mirror' if mirror else ''}"] = round(acc, 4)
-            if acc > best[0] + 1e-9 and (not mirror or (allow_mirror and size in mirror_sizes)):
+            if acc > best[0] + 1e-9 and (not mirror or size in mirror_sizes):
                 best = (acc, size, mirror)
     log.info("validation accuracy by deployment choice: %s; chosen %d px%s", scores, best[1],
              " with mirror averaging" if best[2] else "")
@@ -263,13 +263,12 @@ def _snapshot_mean_callback(start_weights: list[np.ndarray], skip_epochs: int = 
     class SnapshotMean(tf.keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
-            self.total = [np.array(w, dtype=np.float64) * (0 if skip_epochs else 1) for w in start_weights]
-            self.count = 0 if skip_epochs else 1
-            self.seen = 0
+            with_start = not skip_epochs
+            self.total = [np.array(w, dtype=np.float64) * with_start for w in start_weights]
+            self.count = int(with_start)
 
-        def on_epoch_end(self, epoch, logs=None):
-            self.seen += 1
-            if self.seen <= skip_epochs:
+        def on_epoch_end(self, epoch, logs=None):  # the restart is one fit from epoch 0
+            if epoch < skip_epochs:
                 return
             for total, w in zip(self.total, self.model.get_weights()):
                 total += w
@@ -438,14 +437,17 @@ def one_level(training: dict[str, Any] | None) -> dict[str, Any] | None:
     Each record names its sources with theirs, so nesting them whole grows with every generation
     of distillation (a 3 MB manifest by the seventh); one level and the sha256 chain are enough.
     """
+    def named(source: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in source.items() if k != "training"}
+
     if not training:
         return training
     out = dict(training)
     if isinstance(out.get("init_from"), dict):
-        out["init_from"] = {k: v for k, v in out["init_from"].items() if k != "training"}
+        out["init_from"] = named(out["init_from"])
     if isinstance(out.get("distillation"), dict):
-        out["distillation"] = dict(out["distillation"], teachers=[
-            {k: v for k, v in t.items() if k != "training"} for t in out["distillation"].get("teachers", [])])
+        out["distillation"] = dict(out["distillation"],
+                                   teachers=[named(t) for t in out["distillation"].get("teachers", [])])
     return out
 
 
@@ -529,10 +531,11 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
     t_start = time.monotonic()
 
     start_weights = _trained_weights(Path(init_from)) if init_from else None  # a bad file fails before the data loads
-    widths = tuple(getattr(args, "widths", None) or (widths_of(start_weights) if init_from else DEFAULT_WIDTHS))
+    start_widths = widths_of(start_weights) if start_weights is not None else None
+    widths = tuple(getattr(args, "widths", None) or start_widths or DEFAULT_WIDTHS)
     narrowed_from = None
-    if start_weights is not None and widths != widths_of(start_weights):
-        narrowed_from = widths_of(start_weights)
+    if start_widths is not None and widths != start_widths:
+        narrowed_from = start_widths
         try:
             start_weights = narrowed(start_weights, widths)
         except ValueError as exc:
@@ -601,8 +604,7 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
     if init_from:  # the warm restart's end, then the mean of all its snapshots (see average_snapshots)
         restart_val_choices = choose_deployment(model, x[i_val], y[i_val])[2]
         average_snapshots(model, snapshots.mean(), x[i_train], seed, px=restart_px)
-    net_px, mirror, val_choices = choose_deployment(model, x[i_val], y[i_val], allow_mirror=bool(mirror_px),
-                                                    mirror_sizes=mirror_px)
+    net_px, mirror, val_choices = choose_deployment(model, x[i_val], y[i_val], mirror_sizes=mirror_px)
     model = deployable(model, net_px, mirror)
 
     draft: dict[str, Any] = {
