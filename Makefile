@@ -1,40 +1,67 @@
 # Two commands on a fresh Linux machine (Python 3.10+ with venv):
 #   make run    set up .venv and run the demo (embedded broker, simulated wearable, live view)
 #   make test   set up .venv (with the training extras) and run the test suite
+# Both install from the hashed locks in requirements/ (pip --require-hashes), never from whatever
+# the registry serves that day; `make lock` refreshes the locks, `make test-latest` tries the newest
+# versions pyproject.toml allows.
 # The package is installed non-editable, so tests exercise what users install.
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(abspath $(VENV))/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+LOCKS  := requirements
 ARGS   ?=
+# The tests import the installed package; --import-mode=importlib keeps the repo off sys.path.
+PYTEST := -m pytest --import-mode=importlib -p no:cacheprovider -q
 
-.PHONY: run test setup setup-test bench clean
+.PHONY: run test setup setup-test bench lock test-latest clean
 
+# pip, setuptools and wheel themselves come from the lock; the project is then built with
+# --no-build-isolation so no unpinned build dependency is fetched either.
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --upgrade pip
+	$(PIP) install --require-hashes -r $(LOCKS)/build.lock
 
-# The second install refreshes the package itself (same version number, new code).
-setup: $(BIN)/python
+define install_project
 	rm -rf build
-	$(PIP) install .
-	$(PIP) install --no-deps --force-reinstall .
+	$(PIP) install --require-hashes -r $(LOCKS)/$(1).lock
+	$(PIP) install --no-deps --no-build-isolation --force-reinstall .
+endef
+
+setup: $(BIN)/python
+	$(call install_project,runtime)
 
 setup-test: $(BIN)/python
-	rm -rf build
-	$(PIP) install ".[test,train]"
-	$(PIP) install --no-deps --force-reinstall .
+	$(call install_project,train)
 
 run: setup
 	$(BIN)/emotion-edge demo $(ARGS)
 
-# --import-mode=importlib keeps the repo off sys.path: tests import the installed package.
 test: setup-test
-	cd tests && $(BIN)/python -m pytest --import-mode=importlib -p no:cacheprovider -q $(ARGS) .
+	cd tests && $(BIN)/python $(PYTEST) $(ARGS) .
 
 bench: setup
 	$(BIN)/emotion-edge bench $(ARGS)
 
+# Re-resolve every lock from pyproject.toml (universal: Python 3.10-3.13, x86_64 and aarch64).
+# Each lock is constrained by the one before, so any two of them agree on every shared version.
+UV_COMPILE := $(BIN)/uv pip compile --quiet --universal --python-version 3.10 --generate-hashes \
+              -c $(LOCKS)/constraints.in
+lock: $(BIN)/python
+	$(PIP) install uv==0.13.9
+	$(UV_COMPILE) pyproject.toml --extra camera -o $(LOCKS)/runtime.lock
+	$(UV_COMPILE) pyproject.toml --extra camera --extra test -c $(LOCKS)/runtime.lock -o $(LOCKS)/test.lock
+	$(UV_COMPILE) pyproject.toml --extra camera --extra test --extra train -c $(LOCKS)/test.lock -o $(LOCKS)/train.lock
+	$(UV_COMPILE) $(LOCKS)/build.in -c $(LOCKS)/train.lock -o $(LOCKS)/build.lock
+
+# The newest versions pyproject.toml allows, in a venv of their own: drift shows here first.
+test-latest:
+	rm -rf .venv-latest build
+	$(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/python -m pip install -q --upgrade pip
+	.venv-latest/bin/python -m pip install -q --upgrade ".[camera,test,train]"
+	cd tests && ../.venv-latest/bin/python $(PYTEST) $(ARGS) .
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) .venv-latest build *.egg-info

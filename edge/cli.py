@@ -12,7 +12,13 @@ import importlib
 import logging
 import sys
 
-from edge.errors import EmotionEdgeError
+from edge.errors import EmotionEdgeError, MissingExtraError
+
+# Packages that only an optional extra installs -> that extra (pyproject.toml's optional-dependencies).
+EXTRA_OF_PACKAGE = {
+    "tensorflow": "train", "keras": "train", "neurokit2": "train", "openpyxl": "train", "scipy": "train",
+    "cv2": "camera", "tflite_runtime": "tflite",
+}
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -63,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(modules[args.command].main(args) or 0)  # type: ignore[attr-defined]
     except EmotionEdgeError as exc:
         print(f"emotion-edge {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # a runtime-only install running a tool that needs an extra
+        package = (exc.name or "").split(".")[0]
+        if package not in EXTRA_OF_PACKAGE:
+            raise
+        print(f"emotion-edge {args.command}: {MissingExtraError(package, EXTRA_OF_PACKAGE[package])}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

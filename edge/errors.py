@@ -31,3 +31,12 @@ class SourceError(EmotionEdgeError):
 
 class DatasetError(EmotionEdgeError):
     """A dataset folder does not have the layout its KIND promises."""
+
+
+class MissingExtraError(EmotionEdgeError):
+    """A command needs a package from an optional extra that is not installed."""
+
+    def __init__(self, package: str, extra: str):
+        self.package, self.extra = package, extra
+        super().__init__(f"needs {package}, which comes with the [{extra}] extra: "
+                         f"pip install 'emotion-edge[{extra}]'")

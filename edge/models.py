@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import ModelIntegrityError, RuntimeMissingError
+from edge.native_output import native_output_filtered
 
 MODEL_NAMES = ("face", "eda", "cardiac", "eeg")
 
@@ -59,8 +60,9 @@ def open_interpreter(path: Path, num_threads: int = 1, label: str = "model") -> 
     """(allocated interpreter, runtime name) for a .tflite file; one-line ModelIntegrityError if it won't load."""
     interpreter_cls, runtime = interpreter_class()
     try:
-        interpreter = interpreter_cls(model_path=str(path), num_threads=num_threads)
-        interpreter.allocate_tensors()
+        with native_output_filtered():  # the runtime announces its XNNPACK delegate on fd 2
+            interpreter = interpreter_cls(model_path=str(path), num_threads=num_threads)
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise ModelIntegrityError(f"{label}: {path} is not a TFLite model the runtime can load ({first_line})") from None

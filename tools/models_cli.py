@@ -76,7 +76,9 @@ def _inspect(args) -> int:
 
 def _quantize(args) -> int:
     from tools.quantize import quantize_saved
+    from tools.tensorflow_import import require_tensorflow
 
+    require_tensorflow()
     manifest = quantize_saved(args.model, args.out, args.calibration)
     print(f"wrote {manifest['file']} and {manifest['name']}.json (sha256 {manifest['sha256'][:12]}…)")
     return 0

@@ -16,14 +16,15 @@ The one place where models become shipped artefacts; ``emotion-edge train`` ends
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edge.models import TFLiteModel, sha256_of
+from edge.native_output import native_output_filtered
 from tools import metrics
+from tools.tensorflow_import import import_tensorflow
 
 
 def _standardize(x: np.ndarray, draft: dict[str, Any]) -> np.ndarray:
@@ -36,8 +37,7 @@ def _standardize(x: np.ndarray, draft: dict[str, Any]) -> np.ndarray:
 
 def convert(keras_model: Any, x_calib_std: np.ndarray | None) -> bytes:
     """Convert with TensorFlow Lite: float if ``x_calib_std`` is None, else full-integer int8."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf  # tools only
+    tf = import_tensorflow()
 
     converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
     if x_calib_std is not None:
@@ -52,7 +52,8 @@ def convert(keras_model: Any, x_calib_std: np.ndarray | None) -> bytes:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-    return converter.convert()
+    with native_output_filtered(stdout=True):  # the converter lists every TensorSpec on stdout
+        return converter.convert()
 
 
 def _tensor_manifest(model: TFLiteModel) -> dict[str, Any]:
@@ -128,8 +129,7 @@ def write_bundle(out_dir: Path, name: str, keras_model: Any, draft: dict[str, An
 def quantize_saved(keras_path: Path, out_dir: Path | None = None, calibration: Path | None = None,
                    report: Any = print) -> dict[str, Any]:
     """``emotion-edge models quantize``: a saved bundle (see module doc) to int8 + manifest."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf  # tools only
+    tf = import_tensorflow()
 
     keras_path = Path(keras_path)
     name = keras_path.name.removesuffix(".keras")

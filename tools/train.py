@@ -11,6 +11,7 @@ import importlib
 from pathlib import Path
 
 from edge.errors import DatasetError
+from tools.tensorflow_import import require_tensorflow
 
 TRAINERS = {
     "face": "tools.train_face:train",
@@ -77,6 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    require_tensorflow()
     kind, path = parse_dataset(args.dataset)
     trainer = resolve(TRAINERS, args.modality, "modality")
     trainer(kind, path, args.out, args)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from edge.features.eeg import (
     eeg_features,
 )
 from tools import metrics
+from tools.tensorflow_import import import_tensorflow
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ def build_marker_model(mean: np.ndarray, std: np.ndarray) -> Any:
     The standardisation (applied by ``TFLiteModel`` from the manifest) only conditions the
     int8 input scale; it is folded back into the weights so the function is unchanged.
     """
-    import tensorflow as tf  # tools only
+    tf = import_tensorflow()
 
     n = len(EEG_FEATURE_NAMES)
     kernel = np.zeros((n, 2), dtype=np.float32)
@@ -218,8 +218,8 @@ def _robust_scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def train_markers(out_dir: Path, args: argparse.Namespace, report: Any = print) -> dict[str, Any]:
     """Build, convert and check the shipped fixed-coefficient model; return its manifest."""
-    from tools.quantize import write_bundle
     from edge.models import TFLiteModel
+    from tools.quantize import write_bundle
 
     seed = int(getattr(args, "seed", 0) or 0)
     t0 = time.perf_counter()
@@ -341,7 +341,7 @@ def valence_arousal_metrics(pred: np.ndarray, y: np.ndarray, groups: np.ndarray 
 
 
 def _build_mlp(n_features: int, seed: int) -> Any:
-    import tensorflow as tf  # tools only
+    tf = import_tensorflow()
 
     tf.keras.utils.set_random_seed(seed)
     reg = tf.keras.regularizers.l2(1e-4)
@@ -358,8 +358,7 @@ def _build_mlp(n_features: int, seed: int) -> Any:
 
 def train_deap(dataset_path: Path, out_dir: Path, args: argparse.Namespace, report: Any = print) -> dict[str, Any]:
     """Train, convert and score the DEAP MLP; return its manifest."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf  # tools only
+    tf = import_tensorflow()
 
     from edge.models import TFLiteModel
     from tools.quantize import save_training_bundle, write_bundle
@@ -464,7 +463,6 @@ def _deap_card(manifest: dict[str, Any]) -> str:
 
 def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """``emotion-edge train eeg``: kind ``deap`` (MLP on DEAP) or ``markers`` (the shipped estimator)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if kind == "deap":
         return train_deap(path, out_dir, args)
     if kind == "markers":

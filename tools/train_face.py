@@ -25,7 +25,6 @@ import argparse
 import hashlib
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ import numpy as np
 from edge.errors import DatasetError
 from edge.features.face import FACE_INPUT_SIZE, FER_LABELS, face_input
 from edge.models import sha256_of
+from tools.tensorflow_import import import_tensorflow
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def build_model(widths: tuple[int, ...] = DEFAULT_WIDTHS, dropout: float = 0.4,
     faster per unit of capacity, and the int8 kernels are fast on ARM too. ``input_size=None``
     builds the resolution-free twin used while training at 32 and 40 px.
     """
-    import tensorflow as tf  # tools only
+    tf = import_tensorflow()
 
     layers = tf.keras.layers
     inputs = tf.keras.Input((input_size, input_size, 1), name="face")
@@ -206,7 +206,7 @@ def mirror_averaged(model: Any) -> Any:
     flip test-time augmentation); inside the graph, the daemon and ``models evaluate`` get it
     without any code of their own. Both images go through the network as one batch of two.
     """
-    import tensorflow as tf  # tools only
+    tf = import_tensorflow()
 
     ops = tf.keras.ops
     inputs = tf.keras.Input(model.input_shape[1:], batch_size=1, name="face")
@@ -234,7 +234,7 @@ def choose_deployment(net: Any, x_val: np.ndarray, y_val: np.ndarray,
     Re-measuring them per deployed size on bilinear-resized images (as the graph resizes) was
     tried and lost validation accuracy (1.2.0 at 36 px: 63.7% -> 62.4%).
     """
-    import tensorflow as tf  # tools only
+    tf = import_tensorflow()
 
     scores: dict[str, float] = {}
     best = (-1.0, FACE_INPUT_SIZE, False)
@@ -258,7 +258,7 @@ def _snapshot_mean_callback(start_weights: list[np.ndarray], skip_epochs: int = 
     With ``skip_epochs`` > 0 the start and the first ``skip_epochs`` epoch ends are left out (a
     narrowed start is no point of the basin the restart settles in).
     """
-    import tensorflow as tf  # tools only
+    tf = import_tensorflow()
 
     class SnapshotMean(tf.keras.callbacks.Callback):
         def __init__(self):
@@ -301,7 +301,7 @@ def recalibrate_batchnorm(net: Any, x: np.ndarray, seed: int, px: int,
 
     A cumulative mean, not Keras' moving average: at batch k the momentum is 1 - 1/k.
     """
-    import tensorflow as tf  # tools only
+    tf = import_tensorflow()
 
     norms = [layer for layer in net.layers if isinstance(layer, tf.keras.layers.BatchNormalization)]
     saved = [layer.momentum for layer in norms]
@@ -320,7 +320,7 @@ def recalibrate_batchnorm(net: Any, x: np.ndarray, seed: int, px: int,
 
 def deployable(net: Any, net_px: int, mirror: bool) -> Any:
     """The graph that ships: 48 px input, bilinear resize to ``net_px`` inside, optional mirror averaging."""
-    import tensorflow as tf  # tools only
+    tf = import_tensorflow()
 
     inputs = tf.keras.Input((FACE_INPUT_SIZE, FACE_INPUT_SIZE, 1), name="face")
     x = inputs if net_px == FACE_INPUT_SIZE else tf.keras.layers.Resizing(net_px, net_px, "bilinear")(inputs)
@@ -333,7 +333,7 @@ def deployable(net: Any, net_px: int, mirror: bool) -> Any:
 
 def _augment_fn(seed: int, size: int) -> Any:
     """Batch augmentation (flip, rotation 10 deg, zoom 10%, shift 10%), resize to ``size``, one-hot labels."""
-    import tensorflow as tf  # tools only
+    tf = import_tensorflow()
 
     layers = tf.keras.layers
     augment = tf.keras.Sequential([
@@ -352,7 +352,7 @@ def _resized(size: int) -> Any:
 
     ``y`` that already holds a probability per class (distillation targets) passes unchanged.
     """
-    import tensorflow as tf  # tools only
+    tf = import_tensorflow()
 
     def fn(x, y):
         if size != FACE_INPUT_SIZE:
@@ -362,7 +362,7 @@ def _resized(size: int) -> Any:
 
 
 def _datasets(x_train, y_train, x_val, y_val, seed: int, size: int = FACE_INPUT_SIZE) -> tuple[Any, Any]:
-    import tensorflow as tf  # tools only
+    tf = import_tensorflow()
 
     train = (tf.data.Dataset.from_tensor_slices((x_train, y_train))
              .shuffle(len(x_train), seed=seed, reshuffle_each_iteration=True)
@@ -403,7 +403,7 @@ def _trained_weights(path: Path, flag: str = "--init-from") -> list[np.ndarray]:
 
     A bad file is one line naming ``flag``, the option that gave it.
     """
-    import tensorflow as tf  # tools only
+    tf = import_tensorflow()
 
     if not path.is_file():
         raise DatasetError(f"train face: {flag} {path}: no such file")
@@ -462,7 +462,7 @@ def teacher_probabilities(teachers: list[list[np.ndarray]], parts: list[np.ndarr
     teachers run once, on the unaugmented images (the augmentations keep the expression), so
     training costs what it did without them, and the student stays one pass at deployment.
     """
-    import tensorflow as tf  # tools only
+    tf = import_tensorflow()
 
     resized = [tf.image.resize(x, (px, px), method="area").numpy() for x in parts]
     probs = [np.zeros((len(x), len(FER_LABELS)), dtype=np.float64) for x in parts]
@@ -476,7 +476,7 @@ def teacher_probabilities(teachers: list[list[np.ndarray]], parts: list[np.ndarr
 
 
 def _time_limit_callback_class() -> Any:
-    import tensorflow as tf  # tools only
+    tf = import_tensorflow()
 
     class TimeLimit(tf.keras.callbacks.Callback):
         """Stop after the epoch that crosses ``limit_s`` (a shared CPU must not be held for hours)."""
@@ -516,8 +516,7 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
     if kind != "fer2013":
         raise DatasetError(f"train face: dataset kind {kind!r} not supported (use fer2013:DIR)")
     list_fer2013(path)  # a bad layout fails here, in one line, before TensorFlow is loaded
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf  # tools only
+    tf = import_tensorflow()
 
     from tools import metrics
     from tools.quantize import save_training_bundle, write_bundle

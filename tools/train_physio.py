@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from edge.features.cardiac import CARDIAC_FEATURE_NAMES
 from edge.features.eda import EDA_FEATURE_NAMES
 from tools import metrics
 from tools import stress_predict as sp
+from tools.tensorflow_import import import_tensorflow
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def stack(tables: dict[str, dict[str, np.ndarray]] | list[dict[str, dict[str, np
 
 
 def build_model(n_features: int, seed: int):
-    import tensorflow as tf  # tools only
+    tf = import_tensorflow()
 
     tf.keras.utils.set_random_seed(seed)
     reg = tf.keras.regularizers.l2(1e-3)
@@ -268,7 +268,6 @@ def cv_report(tables: dict[str, dict[str, np.ndarray]], n_folds: int, seed: int,
 def _train(modality: str, kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     if kind != "stress-predict":
         raise DatasetError(f"train {modality}: dataset kind {kind!r} not supported (known: stress-predict)")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from tools.quantize import save_training_bundle, write_bundle
 
     seed = int(getattr(args, "seed", 0) or 0)
