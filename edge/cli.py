@@ -25,11 +25,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("edge.daemon_cli", "run the daemon: sensors -> models -> fusion -> MQTT"),
     "listen": ("edge.listen", "subscribe and show published emotion states"),
     "demo": ("edge.demo", "embedded broker + simulated wearable + daemon + live view"),
-    "bench": ("tools.bench", "measure CPU, latency, memory and start-up of the pipeline"),
+    "bench": ("edge.tools.bench", "measure CPU, latency, memory and start-up of the pipeline"),
     "doctor": ("edge.doctor", "check runtime, models, broker, TLS files and devices"),
     "devices": ("firmware_bridge.cli", "scan for and check sensors"),
-    "train": ("tools.train", "train a modality's model on a dataset"),
-    "models": ("tools.models_cli", "list, inspect, quantize, evaluate and benchmark models"),
+    "train": ("edge.tools.train", "train a modality's model on a dataset"),
+    "models": ("edge.tools.models_cli", "list, inspect, quantize, evaluate and benchmark models"),
 }
 
 

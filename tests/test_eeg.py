@@ -210,7 +210,7 @@ def deap_dir(tmp_path_factory):
 
 
 def test_deap_loader_reads_the_layout_drops_the_baseline_and_windows_trials(deap_dir):
-    from tools.deap import DEAP_EEG_CHANNELS, load_subject, subject_files, subject_windows
+    from edge.tools.deap import DEAP_EEG_CHANNELS, load_subject, subject_files, subject_windows
 
     folder, expected = deap_dir
     assert [p.name for p in subject_files(folder.parent)] == ["s01.dat", "s02.dat"]  # parent folder works too
@@ -229,7 +229,7 @@ def test_deap_loader_reads_the_layout_drops_the_baseline_and_windows_trials(deap
 
 
 def test_deap_bad_layout_is_one_line(tmp_path):
-    from tools.deap import load_subject, subject_files
+    from edge.tools.deap import load_subject, subject_files
 
     with pytest.raises(DatasetError, match="no sNN.dat"):
         subject_files(tmp_path)

@@ -16,7 +16,7 @@ from conftest import run_cli  # noqa: E402
 from edge.errors import DatasetError, ModelIntegrityError  # noqa: E402
 from edge.features.face import FER_LABELS, FaceDetector, face_crop_box, face_input, face_quality  # noqa: E402
 from edge.models import TFLiteModel  # noqa: E402
-from tools.train_face import list_fer2013, load_fer2013, read_faces, stratified_split  # noqa: E402
+from edge.tools.train_face import list_fer2013, load_fer2013, read_faces, stratified_split  # noqa: E402
 
 PER_CLASS = 3
 
@@ -202,7 +202,7 @@ def test_shipped_face_model_on_held_out_fer2013(shared_data: Path) -> None:
 # ---------------------------------------------------------------------------- trainer
 
 def test_resolution_schedule_spends_every_epoch_and_ends_at_the_deployed_size() -> None:
-    from tools.train_face import resolution_phases
+    from edge.tools.train_face import resolution_phases
 
     for epochs in (1, 2, 3, 5, 43, 100):
         phases = resolution_phases(epochs)
@@ -213,7 +213,7 @@ def test_resolution_schedule_spends_every_epoch_and_ends_at_the_deployed_size() 
 
 def test_mirror_averaged_graph_is_the_mean_of_face_and_mirror() -> None:
     tf = pytest.importorskip("tensorflow")
-    from tools.train_face import build_model, mirror_averaged
+    from edge.tools.train_face import build_model, mirror_averaged
 
     tf.keras.utils.set_random_seed(3)
     base = build_model(widths=(4, 8))
@@ -227,7 +227,7 @@ def test_mirror_averaged_graph_is_the_mean_of_face_and_mirror() -> None:
 def test_deployment_choice_is_the_best_single_pass_unless_mirror_averaging_is_allowed() -> None:
     """Mirror averaging runs the net twice (over the 2 ms budget): scored and logged, not chosen by default."""
     tf = pytest.importorskip("tensorflow")
-    from tools.train_face import DEPLOY_SIZES, build_model, choose_deployment
+    from edge.tools.train_face import DEPLOY_SIZES, build_model, choose_deployment
 
     tf.keras.utils.set_random_seed(2)
     net = build_model(widths=(4, 8), input_size=None)
@@ -248,7 +248,7 @@ def test_deployment_choice_is_the_best_single_pass_unless_mirror_averaging_is_al
 def test_narrowed_net_keeps_the_channels_with_the_largest_batchnorm_scale() -> None:
     """Channels whose BatchNorm scale and shift are zero output nothing: cutting them changes no output."""
     tf = pytest.importorskip("tensorflow")
-    from tools.train_face import build_model, narrowed, widths_of
+    from edge.tools.train_face import build_model, narrowed, widths_of
 
     tf.keras.utils.set_random_seed(1)
     wide = build_model(widths=(6, 8), input_size=None)
@@ -274,7 +274,7 @@ def test_narrowed_net_keeps_the_channels_with_the_largest_batchnorm_scale() -> N
 def test_teacher_probabilities_are_the_ensembles_mirror_averaged_mean(tmp_path: Path) -> None:
     """Distillation targets: each teacher scores face and mirror; the ensemble is the mean of its members."""
     tf = pytest.importorskip("tensorflow")
-    from tools.train_face import _trained_weights, build_model, teacher_probabilities
+    from edge.tools.train_face import _trained_weights, build_model, teacher_probabilities
 
     files = []
     for seed in (4, 5):
@@ -295,7 +295,7 @@ def test_teacher_probabilities_are_the_ensembles_mirror_averaged_mean(tmp_path: 
 
 def test_provenance_keeps_one_level_of_sources() -> None:
     """A start's or teacher's record names its own sources by file and sha256 only: no nesting per generation."""
-    from tools.train_face import one_level
+    from edge.tools.train_face import one_level
 
     grand = {"file": "g.keras", "sha256": "0" * 64, "training": {"epochs": 43}}
     record = {"epochs": 12, "init_from": dict(grand), "distillation": {"weight": 0.5, "teachers": [dict(grand)]}}

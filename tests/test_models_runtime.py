@@ -32,7 +32,7 @@ def _tiny_dataset(seed: int = 0):
 @pytest.fixture(scope="module")
 def tiny_bundle(tmp_path_factory):
     tf = pytest.importorskip("tensorflow")
-    from tools.quantize import save_training_bundle
+    from edge.tools.quantize import save_training_bundle
 
     x, y = _tiny_dataset()
     mean, std = x[:300].mean(0), x[:300].std(0)

@@ -160,7 +160,7 @@ def test_r_peaks_on_synthetic_ecg_at_device_rates(rate_hz, hr_bpm, polarity):
 
 def test_r_peaks_on_first_five_minutes_of_mitbih_100(shared_data: Path):
     from firmware_bridge.protocols.wfdb import beat_annotations, read_wfdb_annotations, read_wfdb_record
-    from tools.metrics import beat_detection_scores
+    from edge.tools.metrics import beat_detection_scores
 
     record = shared_data / "mitbih" / "100"
     signals, rate_hz, _, _ = read_wfdb_record(record)

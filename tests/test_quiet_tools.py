@@ -47,7 +47,7 @@ def test_native_stderr_that_is_not_a_banner_still_reaches_the_user(capfd):
 
 def test_importing_tensorflow_through_the_tools_is_quiet():
     pytest.importorskip("tensorflow")
-    code = "from tools.tensorflow_import import import_tensorflow; import_tensorflow(); print('ok')"
+    code = "from edge.tools.tensorflow_import import import_tensorflow; import_tensorflow(); print('ok')"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           cwd=REPO_ROOT / "tests")
     assert proc.returncode == 0 and proc.stdout == "ok\n", proc.stderr
@@ -71,3 +71,13 @@ def test_a_tool_that_needs_an_absent_extra_says_which_in_one_line(tmp_path, argv
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert "[train]" in lines[0] and "pip install 'emotion-edge[train]'" in lines[0], lines
+
+
+def test_the_installed_package_has_no_top_level_tools_package():
+    """The wheel maps tools/ to edge.tools: a top-level 'tools' would clash with other projects."""
+    import importlib.util
+
+    import edge.tools
+
+    assert importlib.util.find_spec("tools") is None
+    assert edge.tools.__file__ and "site-packages" in edge.tools.__file__

@@ -11,7 +11,7 @@ import pytest
 from conftest import run_cli
 
 from edge.errors import DatasetError
-from tools import stress_predict as sp
+from edge.tools import stress_predict as sp
 
 DURATION_S = 720
 STRESS_S = (360, 540)  # the synthetic "task": seconds after the session start
@@ -148,7 +148,7 @@ def test_evaluate_cli_scores_eda_on_the_fixture(dataset: Path):
     assert result["subject_ids"] == ["S01", "S02"]
     # the figures are the shipped int8 model's own predictions on those windows, scored as documented
     from edge.models import TFLiteModel
-    from tools.metrics import stress_metrics
+    from edge.tools.metrics import stress_metrics
 
     model = TFLiteModel("eda")
     pre = model.manifest["preprocessing"]
@@ -167,7 +167,7 @@ def test_daemon_estimator_sees_what_evaluation_scores(dataset: Path):
     from edge.models import TFLiteModel
     from edge.windows import WindowSpec
     from firmware_bridge.protocols.e4_csv import read_e4_signal
-    from tools.evaluate_physio import _predict
+    from edge.tools.evaluate_physio import _predict
 
     model = TFLiteModel("eda")
     window_s = float(model.manifest["preprocessing"]["window_s"])

@@ -15,8 +15,8 @@ import numpy as np
 
 from edge.features.face import FER_LABELS
 from edge.models import TFLiteModel
-from tools import metrics
-from tools.train_face import list_fer2013, per_class_recall, read_faces
+from edge.tools import metrics
+from edge.tools.train_face import list_fer2013, per_class_recall, read_faces
 
 
 def evaluate_fer2013(name_or_path: str | Path, dataset_path: Path,

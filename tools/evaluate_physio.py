@@ -18,8 +18,8 @@ import numpy as np
 from edge.errors import DatasetError, ModelIntegrityError
 from edge.features.baseline import trailing_span_s
 from edge.models import TFLiteModel
-from tools import stress_predict as sp
-from tools.train_physio import COVERAGE_MIN, QUALITY_MIN, fuse, model_inputs, score, usable
+from edge.tools import stress_predict as sp
+from edge.tools.train_physio import COVERAGE_MIN, QUALITY_MIN, fuse, model_inputs, score, usable
 
 log = logging.getLogger(__name__)
 

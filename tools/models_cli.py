@@ -11,13 +11,13 @@ import numpy as np
 
 from edge.errors import ModelIntegrityError
 from edge.models import TFLiteModel, interpreter_class, list_models, models_dir, open_interpreter
-from tools.train import parse_dataset, resolve
+from edge.tools.train import parse_dataset, resolve
 
 # evaluate KIND -> evaluate(model_name_or_path, dataset_path, args) -> {metric: value, "n": int}
 EVALUATORS = {
-    "fer2013": "tools.evaluate_face:evaluate_fer2013",
-    "stress-predict": "tools.evaluate_physio:evaluate_stress_predict",
-    "deap": "tools.train_eeg:evaluate_deap",
+    "fer2013": "edge.tools.evaluate_face:evaluate_fer2013",
+    "stress-predict": "edge.tools.evaluate_physio:evaluate_stress_predict",
+    "deap": "edge.tools.train_eeg:evaluate_deap",
 }
 
 
@@ -75,8 +75,8 @@ def _inspect(args) -> int:
 
 
 def _quantize(args) -> int:
-    from tools.quantize import quantize_saved
-    from tools.tensorflow_import import require_tensorflow
+    from edge.tools.quantize import quantize_saved
+    from edge.tools.tensorflow_import import require_tensorflow
 
     require_tensorflow()
     manifest = quantize_saved(args.model, args.out, args.calibration)

@@ -23,8 +23,8 @@ import numpy as np
 
 from edge.models import TFLiteModel, sha256_of
 from edge.native_output import native_output_filtered
-from tools import metrics
-from tools.tensorflow_import import import_tensorflow
+from edge.tools import metrics
+from edge.tools.tensorflow_import import import_tensorflow
 
 
 def _standardize(x: np.ndarray, draft: dict[str, Any]) -> np.ndarray:

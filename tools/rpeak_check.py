@@ -1,6 +1,6 @@
 """Score ``edge.features.cardiac.ecg_r_peaks`` against a WFDB record's reference beat annotations.
 
-``python -m tools.rpeak_check /path/to/mitbih/100 [--seconds N] [--lead 0]`` prints sensitivity and
+``python -m edge.tools.rpeak_check /path/to/mitbih/100 [--seconds N] [--lead 0]`` prints sensitivity and
 positive predictivity at a 150 ms match tolerance (the usual R-peak detector figures; cf. ANSI/AAMI
 EC57's beat-by-beat comparison). The detector runs over the whole stretch at once.
 """
@@ -15,7 +15,7 @@ import time
 
 from edge.features.cardiac import ecg_r_peaks
 from firmware_bridge.protocols.wfdb import beat_annotations, read_wfdb_annotations, read_wfdb_record
-from tools.metrics import beat_detection_scores
+from edge.tools.metrics import beat_detection_scores
 
 TOLERANCE_S = 0.150
 
@@ -43,7 +43,7 @@ def rpeak_check(record_path: str, seconds: float | None = None, lead: int = 0,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.rpeak_check", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m edge.tools.rpeak_check", description=__doc__.splitlines()[0])
     parser.add_argument("record", help="WFDB record path without extension, e.g. data/mitbih/100")
     parser.add_argument("--seconds", type=float, default=None, help="only the first N seconds")
     parser.add_argument("--lead", type=int, default=0, help="signal column (default 0: MLII on MIT-BIH)")

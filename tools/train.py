@@ -1,7 +1,7 @@
 """``emotion-edge train MODALITY --dataset KIND:PATH --out DIR``.
 
 Each trainer is ``train(kind, path, out_dir, args) -> manifest`` in its own module; it
-writes a training bundle and the int8 model through ``tools.quantize``.
+writes a training bundle and the int8 model through ``edge.tools.quantize``.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import importlib
 from pathlib import Path
 
 from edge.errors import DatasetError
-from tools.tensorflow_import import require_tensorflow
+from edge.tools.tensorflow_import import require_tensorflow
 
 TRAINERS = {
-    "face": "tools.train_face:train",
-    "eda": "tools.train_physio:train_eda",
-    "cardiac": "tools.train_physio:train_cardiac",
-    "eeg": "tools.train_eeg:train",
+    "face": "edge.tools.train_face:train",
+    "eda": "edge.tools.train_physio:train_eda",
+    "cardiac": "edge.tools.train_physio:train_cardiac",
+    "eeg": "edge.tools.train_eeg:train",
 }
 
 

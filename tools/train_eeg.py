@@ -16,7 +16,7 @@ Two kinds:
   Why these constants: see ``models/eeg.md`` and the comments below.
 
 * ``deap:DIR`` trains a small MLP on the same features from DEAP's preprocessed-Python
-  files (``tools.deap``), labels = valence and arousal self-ratings mapped 1–9 -> [-1, 1],
+  files (``edge.tools.deap``), labels = valence and arousal self-ratings mapped 1–9 -> [-1, 1],
   4 s windows with a 2 s hop over each 60 s trial (the 3 s baseline dropped), split by
   subject (leave-subjects-out: a seeded 25 % of participants, at least one, never seen in
   training). Float and int8 are scored on the held-out subjects: RMSE, and accuracy/AUROC
@@ -44,8 +44,8 @@ from edge.features.eeg import (
     WINDOW_S,
     eeg_features,
 )
-from tools import metrics
-from tools.tensorflow_import import import_tensorflow
+from edge.tools import metrics
+from edge.tools.tensorflow_import import import_tensorflow
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +219,7 @@ def _robust_scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def train_markers(out_dir: Path, args: argparse.Namespace, report: Any = print) -> dict[str, Any]:
     """Build, convert and check the shipped fixed-coefficient model; return its manifest."""
     from edge.models import TFLiteModel
-    from tools.quantize import write_bundle
+    from edge.tools.quantize import write_bundle
 
     seed = int(getattr(args, "seed", 0) or 0)
     t0 = time.perf_counter()
@@ -244,7 +244,7 @@ def train_markers(out_dir: Path, args: argparse.Namespace, report: Any = print) 
         "training": {
             "data": "none: fixed-coefficient estimator from published markers; not trained on labelled data",
             "split": "none", "subjects_train": [], "subjects_test": [],
-            "calibration": "int8 calibration on features of 600 synthetic EEG windows (tools.train_eeg.synthesize_eeg)",
+            "calibration": "int8 calibration on features of 600 synthetic EEG windows (edge.tools.train_eeg.synthesize_eeg)",
         },
     }
     keras_model = build_marker_model(mean, std)
@@ -279,7 +279,7 @@ def deap_features(dataset_path: Path, subjects: set[str] | None = None, window_s
 
     Returns x (n, features), y (n, 2) in [-1, 1], subject (n,) ids, trial (n,) index.
     """
-    from tools.deap import load_subject, subject_files, subject_windows
+    from edge.tools.deap import load_subject, subject_files, subject_windows
 
     files = subject_files(Path(dataset_path))
     if subjects is not None:
@@ -361,7 +361,7 @@ def train_deap(dataset_path: Path, out_dir: Path, args: argparse.Namespace, repo
     tf = import_tensorflow()
 
     from edge.models import TFLiteModel
-    from tools.quantize import save_training_bundle, write_bundle
+    from edge.tools.quantize import save_training_bundle, write_bundle
 
     seed = int(getattr(args, "seed", 0) or 0)
     epochs = int(getattr(args, "epochs", None) or DEFAULT_EPOCHS)
@@ -483,7 +483,7 @@ def evaluate_deap(name_or_path: str, dataset_path: Path, args: argparse.Namespac
     if prep.get("features") != "edge.features.eeg.eeg_features" or list(prep.get("feature_names", [])) != list(EEG_FEATURE_NAMES):
         raise ModelIntegrityError(f"model {model.name}: not an eeg_features model (features {prep.get('features')!r})")
     seen = set(model.manifest.get("training", {}).get("subjects_train", []) or [])
-    from tools.deap import subject_files
+    from edge.tools.deap import subject_files
 
     wanted = {p.stem.lower() for p in subject_files(Path(dataset_path))} - seen
     if not wanted:

@@ -34,7 +34,7 @@ import numpy as np
 from edge.errors import DatasetError
 from edge.features.face import FACE_INPUT_SIZE, FER_LABELS, face_input
 from edge.models import sha256_of
-from tools.tensorflow_import import import_tensorflow
+from edge.tools.tensorflow_import import import_tensorflow
 
 log = logging.getLogger(__name__)
 
@@ -518,8 +518,8 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
     list_fer2013(path)  # a bad layout fails here, in one line, before TensorFlow is loaded
     tf = import_tensorflow()
 
-    from tools import metrics
-    from tools.quantize import save_training_bundle, write_bundle
+    from edge.tools import metrics
+    from edge.tools.quantize import save_training_bundle, write_bundle
 
     out_dir = Path(out_dir)
     seed = int(getattr(args, "seed", 0) or 0)

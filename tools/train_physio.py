@@ -2,13 +2,13 @@
 
 ``emotion-edge train eda --dataset stress-predict:PATH --out DIR`` (and ``cardiac``):
 
-1. features per window from ``tools.stress_predict`` (the daemon's own feature code);
+1. features per window from ``edge.tools.stress_predict`` (the daemon's own feature code);
 2. grouped K-fold over *subjects* (default: 13 folds of two subjects): for each fold a small
    Keras MLP is trained on the other subjects, converted to float and int8 TFLite and scored
    on the held-out subjects — these out-of-fold predictions are the reported figures (eda,
    cardiac and the fused "stress" = the quality-weighted mean of the two);
 3. the shipped model is trained on every labelled subject and written through
-   ``tools.quantize.write_bundle`` with the cross-validated metrics in its manifest.
+   ``edge.tools.quantize.write_bundle`` with the cross-validated metrics in its manifest.
 
 Each window's model input is its features plus their deviation from the mean of the same
 recording's usable windows over the trailing ``--baseline-span`` seconds (default 1200;
@@ -31,9 +31,9 @@ from edge.errors import DatasetError
 from edge.features.baseline import TRAILING_SPAN_S, input_names, with_trailing_deviation
 from edge.features.cardiac import CARDIAC_FEATURE_NAMES
 from edge.features.eda import EDA_FEATURE_NAMES
-from tools import metrics
-from tools import stress_predict as sp
-from tools.tensorflow_import import import_tensorflow
+from edge.tools import metrics
+from edge.tools import stress_predict as sp
+from edge.tools.tensorflow_import import import_tensorflow
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def cross_validate(sources: dict[str, dict[str, dict[str, np.ndarray]]], modalit
     model on the training subjects' rows of every source and scores each source separately.
     Returns {source: {"float": {sid: p}, "int8": {sid: p}}}.
     """
-    from tools.quantize import convert
+    from edge.tools.quantize import convert
 
     first = next(iter(sources.values()))
     sids = sorted(first)
@@ -268,7 +268,7 @@ def cv_report(tables: dict[str, dict[str, np.ndarray]], n_folds: int, seed: int,
 def _train(modality: str, kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     if kind != "stress-predict":
         raise DatasetError(f"train {modality}: dataset kind {kind!r} not supported (known: stress-predict)")
-    from tools.quantize import save_training_bundle, write_bundle
+    from edge.tools.quantize import save_training_bundle, write_bundle
 
     seed = int(getattr(args, "seed", 0) or 0)
     epochs = int(getattr(args, "epochs", None) or DEFAULT_EPOCHS)
