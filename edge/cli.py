@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("edge.tools.bench", "measure CPU, latency, memory and start-up of the pipeline"),
     "doctor": ("edge.doctor", "check runtime, models, broker, TLS files and devices"),
     "devices": ("firmware_bridge.cli", "scan for and check sensors"),
+    "homeassistant": ("edge.homeassistant", "show or remove the Home Assistant MQTT discovery configs"),
     "train": ("edge.tools.train", "train a modality's model on a dataset"),
     "models": ("edge.tools.models_cli", "list, inspect, quantize, evaluate and benchmark models"),
 }

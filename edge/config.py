@@ -136,6 +136,14 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class HomeAssistantConfig:
+    """Home Assistant MQTT discovery (edge.homeassistant): retained entity configs on connect."""
+
+    enabled: bool = False
+    discovery_prefix: str = "homeassistant"  # HA's default; change only if HA's MQTT integration does
+
+
+@dataclass(frozen=True)
 class Config:
     daemon: DaemonConfig = DaemonConfig()
     mqtt: MqttConfig = MqttConfig()
@@ -145,6 +153,7 @@ class Config:
     face: FaceConfig = FaceConfig()
     models: ModelsConfig = ModelsConfig()
     metrics: MetricsConfig = MetricsConfig()
+    homeassistant: HomeAssistantConfig = HomeAssistantConfig()
 
 
 # -- validation ---------------------------------------------------------------------------------
@@ -278,6 +287,10 @@ def validate(config: Config) -> Config:
     if not (0 < config.metrics.port < 65536):
         raise ConfigError(f"config: metrics.port: must be in 1..65535, got {config.metrics.port}")
     _check_positive("metrics.interval_s", config.metrics.interval_s)
+    prefix = config.homeassistant.discovery_prefix
+    if not prefix or any(c in prefix for c in "+#") or prefix.startswith("/") or prefix.endswith("/"):
+        raise ConfigError(f"config: homeassistant.discovery_prefix: must be a topic without '+', '#' or "
+                          f"a leading/trailing '/', got {prefix!r}")
     if config.models.num_threads < 1:
         raise ConfigError(f"config: models.num_threads: must be >= 1, got {config.models.num_threads}")
     return config

@@ -718,7 +718,19 @@ def _make_publisher(config: Config) -> Any:
     return StatePublisher(broker_address(m), config.daemon.device_id, topic_prefix=m.topic_prefix,
                           state_dir=state_dir, client_id=m.client_id or None, ca_file=m.ca_file or None,
                           cert_file=m.cert_file or None, key_file=m.key_file or None,
-                          allow_plaintext_remote=m.allow_plaintext_remote)
+                          allow_plaintext_remote=m.allow_plaintext_remote,
+                          retained_on_connect=_homeassistant_discovery(config))
+
+
+def _homeassistant_discovery(config: Config) -> list[tuple[str, bytes]]:
+    """Home Assistant discovery configs, re-published (retained) on every connect, if enabled."""
+    if not config.homeassistant.enabled:
+        return []
+    from edge.homeassistant import _version, discovery_messages  # noqa: PLC0415
+
+    return discovery_messages(config.daemon.device_id, topic_prefix=config.mqtt.topic_prefix,
+                              discovery_prefix=config.homeassistant.discovery_prefix, sw_version=_version(),
+                              modalities=tuple(config.daemon.modalities))
 
 
 async def _wait_connected(publisher: Any, timeout_s: float) -> None:

@@ -32,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speed", metavar="X", help="pace of replayed/simulated sources: a factor (1 = real time) or 'max'")
     parser.add_argument("--state-dir", metavar="DIR", help="where the outbox (and seq counter) lives")
     parser.add_argument("--models-dir", metavar="DIR", help="models folder (default: the shipped models)")
+    parser.add_argument("--homeassistant", action="store_true", default=None,
+                        help="publish Home Assistant MQTT discovery configs (homeassistant.enabled)")
+    parser.add_argument("--allow-plaintext-remote", action="store_true", default=None,
+                        help="allow plaintext MQTT to a non-loopback broker, e.g. Home Assistant's on a LAN "
+                             "(mqtt.allow_plaintext_remote): states and credentials cross the network unencrypted")
     parser.add_argument("--print-config", action="store_true", help="print the config in force as TOML and exit")
 
 
@@ -56,6 +61,10 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         out["daemon.state_dir"] = args.state_dir
     if getattr(args, "models_dir", None):
         out["models.dir"] = args.models_dir
+    if getattr(args, "homeassistant", None):
+        out["homeassistant.enabled"] = True
+    if getattr(args, "allow_plaintext_remote", None):
+        out["mqtt.allow_plaintext_remote"] = True
     return out
 
 

@@ -207,6 +207,7 @@ class StatePublisher:
         max_inflight: int = 20,
         max_rows: int = DEFAULT_MAX_ROWS,
         max_age_s: float = DEFAULT_MAX_AGE_S,
+        retained_on_connect: list[tuple[str, bytes]] | None = None,
     ) -> None:
         self.address = parse_broker_url(address) if isinstance(address, str) else address
         _check_topic_part("device id", device_id, allow_slash=False)
@@ -237,6 +238,8 @@ class StatePublisher:
         self.client_id = client_id or f"emotion-edge-{device_id}"
         self.ca_file, self.cert_file, self.key_file = ca_file, cert_file, key_file
         self.keepalive_s = keepalive_s
+        # (topic, payload) published retained after "online" on every connect (Home Assistant discovery)
+        self.retained_on_connect = list(retained_on_connect or [])
         self.max_inflight = max_inflight
         self.state_topic = state_topic(topic_prefix, device_id)
         self.status_topic = status_topic(topic_prefix, device_id)
@@ -414,6 +417,8 @@ class StatePublisher:
             return
         self._connected_at = time.monotonic()
         client.publish(self.status_topic, "online", qos=1, retain=True)
+        for topic, payload in self.retained_on_connect:
+            client.publish(topic, payload, qos=1, retain=True)
         self._connected = True
         self._connected_event.set()
         self._outage_logged = False
