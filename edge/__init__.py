@@ -5,3 +5,8 @@ a start-up budget of 2 s on one core (see README, benchmarks).
 """
 
 __version__ = "0.1.0"
+
+
+def package_version() -> str:
+    """This package's version (pyproject.toml's, kept equal to ``__version__``)."""
+    return __version__

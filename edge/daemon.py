@@ -726,10 +726,11 @@ def _homeassistant_discovery(config: Config) -> list[tuple[str, bytes]]:
     """Home Assistant discovery configs, re-published (retained) on every connect, if enabled."""
     if not config.homeassistant.enabled:
         return []
-    from edge.homeassistant import _version, discovery_messages  # noqa: PLC0415
+    from edge import package_version  # noqa: PLC0415
+    from edge.homeassistant import discovery_messages  # noqa: PLC0415
 
     return discovery_messages(config.daemon.device_id, topic_prefix=config.mqtt.topic_prefix,
-                              discovery_prefix=config.homeassistant.discovery_prefix, sw_version=_version(),
+                              discovery_prefix=config.homeassistant.discovery_prefix, sw_version=package_version(),
                               modalities=tuple(config.daemon.modalities))
 
 

@@ -18,6 +18,7 @@ import json
 import re
 from typing import Any
 
+from edge import package_version
 from edge.publish import MODALITY_NAMES, load_state_schema, state_topic, status_topic
 
 DEFAULT_DISCOVERY_PREFIX = "homeassistant"
@@ -147,15 +148,6 @@ def _settings(args: Any) -> tuple[Any, str, str]:
     return config, config.daemon.device_id, prefix
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
-
-    try:
-        return version("emotion-edge")
-    except PackageNotFoundError:
-        return ""
-
-
 def publish_retained(config: Any, messages: list[tuple[str, bytes]], timeout_s: float = 10.0) -> None:
     """Publish retained QoS 1 messages with the daemon's broker settings; one-line error if refused."""
     import paho.mqtt.client as mqtt  # noqa: PLC0415
@@ -194,7 +186,7 @@ def publish_retained(config: Any, messages: list[tuple[str, bytes]], timeout_s: 
 
 def main(args: Any) -> int:
     config, device_id, prefix = _settings(args)
-    kwargs = {"topic_prefix": config.mqtt.topic_prefix, "discovery_prefix": prefix, "sw_version": _version(),
+    kwargs = {"topic_prefix": config.mqtt.topic_prefix, "discovery_prefix": prefix, "sw_version": package_version(),
               "modalities": tuple(config.daemon.modalities)}
     if args.ha_command == "show":
         print(json.dumps(discovery_configs(device_id, **kwargs), indent=2))

@@ -18,12 +18,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from edge import package_version
 from edge.errors import ConfigError
 from edge.publish import DEFAULT_TOPIC_PREFIX, parse_broker_url, unreachable_reason
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BROKER_URL = "mqtt://127.0.0.1:1883"
+# A persistent session's client id. MQTT 3.1.1 only promises 23 bytes, but mosquitto and most
+# brokers take far more; 128 is generous for a name and far from paho's 65,535-byte limit.
+MAX_SESSION_ID_BYTES = 128
 
 _HEADER = (
     f"{'time':8}  {'device':14} {'seq':>7}  {'label':10} {'val':>6} {'aro':>6} {'stress':>6} "
@@ -77,13 +81,21 @@ def listen(
     on_ready: Callable[[], None] | None = None,
     validate: bool = False,
     ca_file: str | None = None,
+    cert_file: str | None = None,
+    key_file: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    session: str | None = None,
 ) -> int:
     """Print states from ``<prefix>/<device_id>/state`` until ``count`` states or ``duration_s``.
 
     ``on_ready`` is called once, when the first subscription is acknowledged (so a caller knows
     that states published from now on will be seen). ``validate`` logs each state's schema
     problems (needs jsonschema); ``ca_file`` is the CA for an ``mqtts://`` broker (else the
-    system's). Returns the number of states received.
+    system's), ``cert_file``/``key_file`` a client certificate. ``username``/``password`` are used
+    where the URL carries none. ``session`` names a persistent session (client id, clean session
+    off, QoS 1): the broker keeps the subscription and queues states while this listener is away,
+    so nothing is missed across its restarts. Returns the number of states received.
     """
     import paho.mqtt.client as mqtt
 
@@ -97,19 +109,27 @@ def listen(
     status_filter = f"{topic_prefix}/{device_id}/status"
     inbox: queue.Queue[tuple] = queue.Queue()
 
+    if session is not None and (not session or len(session.encode()) > MAX_SESSION_ID_BYTES or not session.isprintable()):
+        raise ConfigError(f"--session {session!r}: must be a printable name of at most {MAX_SESSION_ID_BYTES} bytes")
     client = mqtt.Client(
         callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+        client_id=session or "",
         protocol=mqtt.MQTTv311,
-        clean_session=True,
+        clean_session=session is None,
     )
-    if address.username:
-        client.username_pw_set(address.username, address.password)
-    if ca_file is not None and not Path(ca_file).is_file():
-        raise ConfigError(f"--ca-file {ca_file}: not found")
+    user = address.username or username
+    if user:
+        client.username_pw_set(user, address.password if address.username else password)
+    for flag, path in (("--ca-file", ca_file), ("--cert-file", cert_file), ("--key-file", key_file)):
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"{flag} {path}: not found")
+        if path and not address.tls:
+            raise ConfigError(f"{flag} {path}: the broker URL {address.display} is not mqtts://")
     if address.tls:
-        client.tls_set(ca_certs=ca_file)
-    elif ca_file:
-        raise ConfigError(f"--ca-file {ca_file}: the broker URL {address.display} is not mqtts://")
+        try:
+            client.tls_set(ca_certs=ca_file, certfile=cert_file, keyfile=key_file)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise ConfigError(f"TLS files (ca {ca_file}, cert {cert_file}, key {key_file}): {exc}") from None
     client.reconnect_delay_set(min_delay=1, max_delay=10)
 
     def on_connect(
@@ -277,6 +297,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="check each state against edge/state.schema.json (needs jsonschema)",
     )
     parser.add_argument("--ca-file", default=None, help="CA certificate for an mqtts:// broker")
+    parser.add_argument("--cert-file", default=None, help="client certificate for an mqtts:// broker (mutual TLS)")
+    parser.add_argument("--key-file", default=None, help="the client certificate's private key")
+    parser.add_argument("--username", default=None, help="MQTT username (when the URL has none)")
+    parser.add_argument("--password-file", default=None, metavar="FILE",
+                        help="first line is the MQTT password (else the URL's, else $EMOTION_EDGE_MQTT_PASSWORD)")
+    parser.add_argument("--session", default=None, metavar="NAME",
+                        help="persistent session under this client id (clean session off, QoS 1): the broker "
+                             "queues states while the listener is away, so nothing is missed across restarts")
+    parser.add_argument("--version", action="version", version=f"emotion-edge listen {package_version()}")
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    """--password-file's first line, else $EMOTION_EDGE_MQTT_PASSWORD, else None."""
+    import os  # noqa: PLC0415
+
+    from edge.config import PASSWORD_ENV  # noqa: PLC0415
+
+    if args.password_file:
+        try:
+            lines = Path(args.password_file).expanduser().read_text().splitlines()
+        except OSError as exc:
+            raise ConfigError(f"--password-file {args.password_file}: cannot read ({exc.strerror or exc})") from None
+        return lines[0] if lines else ""
+    return os.environ.get(PASSWORD_ENV)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -293,5 +337,10 @@ def main(args: argparse.Namespace) -> int:
         duration_s=args.duration,
         validate=args.validate,
         ca_file=args.ca_file,
+        cert_file=args.cert_file,
+        key_file=args.key_file,
+        username=args.username,
+        password=_password(args),
+        session=args.session,
     )
     return 0

@@ -5,10 +5,14 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
-from conftest import run_cli
+from conftest import REPO_ROOT, run_cli
+from daemon_harness import DaemonProcess, wait_until
 
 from edge.listen import format_state_line, listen
 from edge.publish import StatePublisher
@@ -218,3 +222,60 @@ def test_listen_to_a_broker_that_is_not_there_says_why_once_and_exits_after_dura
     assert proc.stdout == ""
     lines = [line for line in proc.stderr.splitlines() if "unreachable" in line]
     assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0] and "refused" in lines[0].lower()
+
+
+def test_listen_session_loses_nothing_across_its_own_restart(mqtt_broker, tmp_path):
+    """A persistent session (--session): states published while the listener is down arrive after it returns."""
+    session = f"listen-test-{tmp_path.name}"[:60]
+    listen_cmd = [sys.executable, "-m", "edge", "listen", "--broker", mqtt_broker.url, "--device-id", "sess",
+                  "--json", "--session", session]
+
+    def start_listener(name: str) -> tuple[subprocess.Popen, Path]:
+        out = tmp_path / f"{name}.jsonl"
+        fh = open(out, "wb")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(listen_cmd, stdout=fh, stderr=subprocess.PIPE, cwd=REPO_ROOT / "tests")
+        fh.close()
+        return proc, out
+
+    def seqs(path: Path) -> list[int]:
+        return [json.loads(line)["seq"] for line in path.read_text().splitlines() if line.strip()]
+
+    first, first_out = start_listener("first")
+    daemon = None
+    try:
+        time.sleep(1.5)  # the first listener subscribes (its session now exists on the broker)
+        assert first.poll() is None, first.stderr.read().decode()
+        daemon = DaemonProcess(["--source", "simulate:duration=240,seed=5", "--speed", "20", "--broker",
+                                mqtt_broker.url, "--device-id", "sess", "--state-dir", str(tmp_path / "state")],
+                               tmp_path, name="daemon")
+        assert wait_until(lambda: len(seqs(first_out)) >= 3, 60), daemon.stderr()
+        first.terminate()
+        first.wait(10)
+        time.sleep(3)  # states published now are queued by the broker for the session
+        second, second_out = start_listener("second")
+        try:
+            assert daemon.wait(120) == 0, daemon.stderr()
+            assert wait_until(lambda: bool(seqs(second_out)) and max(seqs(second_out)) >= max(seqs(first_out)) + 3, 30)
+            time.sleep(1.0)
+        finally:
+            second.terminate()
+            second.wait(10)
+        got = set(seqs(first_out)) | set(seqs(second_out))
+        expected = set(range(min(got), max(got) + 1))
+        assert got == expected, f"missing across the listener's restart: {sorted(expected - got)}"
+    finally:
+        if first.poll() is None:
+            first.kill()
+        if daemon is not None:
+            daemon.close()
+
+
+def test_listen_credentials_and_tls_flags_are_checked_in_one_line(tmp_path):
+    proc = run_cli("listen", "--broker", "mqtt://127.0.0.1:1", "--cert-file", str(tmp_path / "nope.pem"),
+                   "--duration", "1")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "--cert-file" in proc.stderr
+    proc = run_cli("listen", "--broker", "mqtt://127.0.0.1:1", "--password-file", str(tmp_path / "nope"),
+                   "--username", "u", "--duration", "1")
+    assert proc.returncode == 2 and "--password-file" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    version = run_cli("listen", "--version")
+    assert version.returncode == 0 and version.stdout.startswith("emotion-edge listen ")
