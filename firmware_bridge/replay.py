@@ -37,6 +37,7 @@ import numpy as np
 from edge import limits
 from edge.errors import DatasetError, SourceError
 from edge.stream import SampleBlock
+from firmware_bridge.clock import arrival_time
 from firmware_bridge.simulate import Pacer, parse_options, split_query
 from firmware_bridge.source import Source
 
@@ -216,11 +217,12 @@ class E4Replay(Source):
                     e4_csv.read_e4_signal_header(path, error=SourceError)
             except SourceError as exc:
                 problems.append(str(exc))
-                log.error("source %s: %s; left out", self.spec, exc)
                 continue
             kept.append(stream)
         if not kept and problems:
             raise SourceError(f"source {self.spec!r}: {problems[0]}")
+        for problem in problems:  # the good files beside a bad one are still replayed
+            log.error("source %s: %s; left out", self.spec, problem)
         self.streams = tuple(kept)
 
     @classmethod
@@ -318,7 +320,7 @@ class WfdbReplay(Source):
 
     async def blocks(self) -> AsyncIterator[SampleBlock]:
         if self.start_unix is None:
-            self.start_unix = time.time()
+            self.start_unix = arrival_time()
         cursor = await asyncio.to_thread(self.cursor, self.start_unix)
         log.info("%s: replaying %s, %.0f s at %g Hz from %.3f", self.spec, self.channel_name,
                  self.n_frames / self.rate_hz, self.rate_hz, self.start_unix)
