@@ -93,7 +93,6 @@ def test_listen_skips_unusable_states_in_one_line_each_and_goes_on(mqtt_broker, 
 @pytest.mark.parametrize("case, content", [
     ("baselines file of '[' x 200,000", "[" * 200_000),
     ("baselines file with \"modalities\": []", json.dumps({"format": "emotion-edge trailing baselines v1", "modalities": []})),
-    ("baselines file that is a JSON list", "[1, 2, 3]"),
 ])
 def test_a_corrupted_baselines_file_is_one_line_and_a_fresh_baseline(mqtt_broker, tmp_path, case, content):
     state = tmp_path / "state"
