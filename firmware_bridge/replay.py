@@ -3,8 +3,10 @@
 A replay keeps the recording's own clock (blocks carry the recording's unix times, so the
 published states line up with a study's labels), interleaves its streams in time order,
 is paced by ``speed`` (1.0 = real time, None = as fast as possible) and ends at the end of
-the recording. Parsing is done by the pure readers in ``firmware_bridge.protocols``
-(``e4_csv``, ``wfdb``), in a worker thread so the event loop stays responsive.
+the recording. Files are streamed: the pure readers in ``firmware_bridge.protocols``
+(``e4_csv``, ``wfdb``) parse ~1 MB at a time in a worker thread, so memory does not grow with
+the recording and the event loop (and SIGTERM) is never held for more than one chunk. Headers
+are checked when the source is opened; a bad one is one line naming the file.
 
 Specs:
 
@@ -26,8 +28,6 @@ import asyncio
 import collections
 import heapq
 import logging
-import math
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
