@@ -369,9 +369,9 @@ def load_config(path: Path | str | None = None, overrides: Mapping[str, Any] | N
         except FileNotFoundError:
             raise ConfigError(f"config: {path}: file not found") from None
         except UnicodeDecodeError:
-            raise ConfigError(f"config: {path}: not UTF-8 text") from None
+            raise ConfigError(f"config: {path}: cannot read (not UTF-8 text)") from None
         except ValueError as exc:  # a FIFO, a device, a folder, too large
-            raise ConfigError(f"config: {path}: {exc}") from None
+            raise ConfigError(f"config: {path}: cannot read ({exc})") from None
         except OSError as exc:
             raise ConfigError(f"config: {path}: cannot read ({exc.strerror or exc})") from None
         try:

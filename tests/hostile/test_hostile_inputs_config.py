@@ -65,7 +65,7 @@ def test_a_fifo_as_config_or_password_file_is_refused_not_waited_on(mqtt_broker,
             "--duration", "2"]
     if which == "--config":
         args += ["--config", str(fifo)]
-        needle = f"config: {fifo}: is a FIFO, not a regular file"
+        needle = f"config: {fifo}: cannot read (is a FIFO, not a regular file)"
     else:
         config = tmp_path / "c.toml"
         config.write_text(f'[mqtt]\nusername = "u"\npassword_file = "{fifo}"\n')
