@@ -1,0 +1,267 @@
+"""The report's figures, drawn with matplotlib (Agg, no display) and returned as PNG bytes.
+
+Every time axis is minutes since the session's first state; marks from --tags are dashed
+vertical lines numbered at the top.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on a wearable or in CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.patches import Circle, Patch  # noqa: E402
+
+from edge.report import summary  # noqa: E402
+from edge.report.tags import Tag  # noqa: E402
+
+WIDTH_IN = 11.0
+DPI = 100
+LABEL_COLOURS = {
+    "stressed": "#d62728", "tense": "#ff7f0e", "excited": "#e6b800", "happy": "#2ca02c",
+    "calm": "#17becf", "sad": "#5b5ea6", "neutral": "#9a9a9a", "uncertain": "#d9d9d9",
+}
+OTHER_COLOURS = ["#8c564b", "#e377c2", "#bcbd22", "#1f77b4", "#7f7f7f"]
+DIMENSION_COLOURS = {"valence": "#2ca02c", "arousal": "#ff7f0e", "stress": "#d62728"}
+QUADRANTS = ((0.72, 0.72, "excited / happy"), (-0.72, 0.72, "tense / angry"),
+             (-0.72, -0.72, "sad / tired"), (0.72, -0.72, "calm / relaxed"))
+
+
+def label_colour(label: str, order: list[str]) -> str:
+    if label in LABEL_COLOURS:
+        return LABEL_COLOURS[label]
+    return OTHER_COLOURS[order.index(label) % len(OTHER_COLOURS)] if label in order else "#000000"
+
+
+def _png(figure: Any) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def _minutes(ts_unix: Any, t0_unix: float) -> Any:
+    return (np.asarray(ts_unix, dtype=float) - t0_unix) / 60.0
+
+
+def _mark_tags(axes: list[Any], tags: list[Tag], t0_unix: float, span_min: tuple[float, float],
+               numbered: bool = True) -> None:
+    for number, tag in enumerate(tags, start=1):
+        x = (tag.ts_unix - t0_unix) / 60.0
+        if not span_min[0] <= x <= span_min[1]:
+            continue
+        for ax in axes:
+            ax.axvline(x, color="#444444", linestyle="--", linewidth=0.9, alpha=0.7)
+        if numbered:
+            axes[0].annotate(str(number), (x, 1.0), xycoords=("data", "axes fraction"), xytext=(0, 2),
+                             textcoords="offset points", ha="center", va="bottom", fontsize=8, color="#444444")
+
+
+def _span(line: summary.Timeline, t0_unix: float) -> tuple[float, float]:
+    return 0.0, max(float(_minutes(line.end_unix[-1], t0_unix)), 1e-3)
+
+
+def _shade_gaps(axes: list[Any], periods: list[summary.MissingPeriod], t0_unix: float) -> None:
+    for period in periods:
+        if period.origin == "gap":
+            for ax in axes:
+                ax.axvspan(_minutes(period.start_unix, t0_unix), _minutes(period.end_unix, t0_unix),
+                           color="#bbbbbb", alpha=0.35, linewidth=0)
+
+
+def timeline_png(states: list[dict[str, Any]], line: summary.Timeline, tags: list[Tag],
+                 periods: list[summary.MissingPeriod], t0_unix: float) -> bytes:
+    """Valence, arousal and stress over time, each with its confidence band."""
+    figure, axes = plt.subplots(3, 1, figsize=(WIDTH_IN, 6.6), sharex=True)
+    x = _minutes(line.start_unix, t0_unix)
+    for ax, dimension in zip(axes, summary.DIMENSIONS):
+        values, confidences = summary.dimension_series(states, dimension)
+        low, high = summary.confidence_band(values, confidences, dimension)
+        colour = DIMENSION_COLOURS[dimension]
+        ax.fill_between(x, low, high, where=~np.isnan(low) & ~np.isnan(high), color=colour, alpha=0.2,
+                        linewidth=0, step="post", label="confidence band")
+        ax.step(x, values, where="post", color=colour, linewidth=1.4, label=dimension)
+        ax.set_ylim(*summary.DIMENSION_RANGE[dimension])
+        ax.set_ylabel(dimension)
+        ax.grid(alpha=0.3)
+        if summary.DIMENSION_RANGE[dimension][0] < 0:
+            ax.axhline(0, color="#888888", linewidth=0.6)
+        nulls = int(np.isnan(values).sum())
+        if nulls:
+            ax.text(1.0, 1.02, f"{nulls} null", transform=ax.transAxes, ha="right", fontsize=8, color="#666666")
+    _shade_gaps(list(axes), periods, t0_unix)
+    _mark_tags(list(axes), tags, t0_unix, _span(line, t0_unix))
+    axes[0].legend(loc="upper left", fontsize=8, ncol=2, framealpha=0.8)
+    axes[-1].set_xlim(*_span(line, t0_unix))
+    axes[-1].set_xlabel("minutes since the first state")
+    figure.tight_layout()
+    return _png(figure)
+
+
+def label_ribbon_png(states: list[dict[str, Any]], line: summary.Timeline, tags: list[Tag],
+                     t0_unix: float) -> bytes:
+    """One coloured bar per run of a label."""
+    runs = summary.label_runs(states, line)
+    order = list(summary.time_per_label(states, line))
+    figure, ax = plt.subplots(figsize=(WIDTH_IN, 1.5))
+    for label, start, end in runs:
+        ax.broken_barh([(_minutes(start, t0_unix), max((end - start) / 60.0, 1e-4))], (0, 1),
+                       facecolors=label_colour(label, order), edgecolor="none",
+                       hatch="//" if label == "uncertain" else None)
+    _mark_tags([ax], tags, t0_unix, _span(line, t0_unix))
+    ax.set_xlim(*_span(line, t0_unix))
+    ax.set_ylim(0, 1)
+    ax.set_yticks([])
+    ax.set_xlabel("minutes since the first state")
+    ax.legend(handles=[Patch(facecolor=label_colour(lb, order), label=lb) for lb in order],
+              loc="center left", bbox_to_anchor=(1.005, 0.5), ncol=1 + len(order) // 5, fontsize=9, frameon=False)
+    figure.tight_layout()
+    return _png(figure)
+
+
+def modalities_png(states: list[dict[str, Any]], line: summary.Timeline, tags: list[Tag],
+                   periods: list[summary.MissingPeriod], t0_unix: float) -> bytes:
+    """Per modality: quality (line) and fusion weight (filled), shaded red where missing."""
+    names = summary.modality_names(states) or ["(none)"]
+    figure, axes = plt.subplots(len(names), 1, figsize=(WIDTH_IN, 0.8 + 1.5 * len(names)), sharex=True,
+                                squeeze=False)
+    x = _minutes(line.start_unix, t0_unix)
+    for ax, name in zip(axes[:, 0], names):
+        quality, weight = summary.modality_series(states, name)
+        ax.fill_between(x, 0, weight, where=~np.isnan(weight), step="post", color="#1f77b4", alpha=0.35,
+                        linewidth=0, label="weight")
+        ax.step(x, quality, where="post", color="#000000", linewidth=1.1, label="quality")
+        for period in periods:
+            if period.modality == name:
+                ax.axvspan(_minutes(period.start_unix, t0_unix), _minutes(period.end_unix, t0_unix),
+                           color="#d62728", alpha=0.18, linewidth=0)
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    _shade_gaps(list(axes[:, 0]), periods, t0_unix)
+    _mark_tags(list(axes[:, 0]), tags, t0_unix, _span(line, t0_unix))
+    handles = [Patch(facecolor="#1f77b4", alpha=0.35, label="weight"),
+               plt.Line2D([], [], color="#000000", label="quality"),
+               Patch(facecolor="#d62728", alpha=0.18, label="missing")]
+    axes[0, 0].legend(handles=handles, loc="upper left", fontsize=8, ncol=3, framealpha=0.8)
+    axes[-1, 0].set_xlim(*_span(line, t0_unix))
+    axes[-1, 0].set_xlabel("minutes since the first state")
+    figure.tight_layout()
+    return _png(figure)
+
+
+def missing_png(states: list[dict[str, Any]], line: summary.Timeline, tags: list[Tag],
+                periods: list[summary.MissingPeriod], events: list[dict[str, Any]], t0_unix: float) -> bytes:
+    """One row per modality: a bar per missing period, coloured by reason; events as ticks."""
+    rows = summary.modality_names(states)
+    rows += sorted({p.modality for p in periods} - set(rows))
+    rows = rows or ["(none)"]
+    reasons = sorted({summary._reason_kind(p.reason) for p in periods})
+    palette = plt.get_cmap("tab10")
+    figure, ax = plt.subplots(figsize=(WIDTH_IN, 1.3 + 0.45 * len(rows) + 0.25 * min(len(reasons), 8)))
+    for period in periods:
+        row = rows.index(period.modality)
+        colour = palette(reasons.index(summary._reason_kind(period.reason)) % 10)
+        ax.broken_barh([(_minutes(period.start_unix, t0_unix), max((period.end_unix - period.start_unix) / 60, 1e-3))],
+                       (row - 0.35, 0.7), facecolors=colour, alpha=0.85)
+    for event in events:
+        who = event.get("modality")
+        who = str(who) if who is not None else "(source)"
+        if who in rows and str(event.get("kind")) != "label":
+            ax.plot(_minutes(float(event["ts"]), t0_unix), rows.index(who), marker="|", markersize=14,
+                    color="#000000")
+    _mark_tags([ax], tags, t0_unix, _span(line, t0_unix))
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.set_xlim(*_span(line, t0_unix))
+    ax.set_xlabel("minutes since the first state")
+    ax.grid(axis="x", alpha=0.3)
+    if periods:
+        shown = reasons[:8]
+        ax.legend(handles=[Patch(facecolor=palette(i % 10), label=_short(r)) for i, r in enumerate(shown)],
+                  loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(rows) < 3 else -0.2),
+                  ncol=2, fontsize=8, frameon=False)
+    else:
+        ax.text(0.5, 0.5, "nothing missing: every modality was used in every state", transform=ax.transAxes,
+                ha="center", va="center", fontsize=12, color="#2ca02c")
+    figure.tight_layout()
+    return _png(figure)
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def circumplex_png(states: list[dict[str, Any]], line: summary.Timeline) -> bytes:
+    """Each state's (valence, arousal) on the unit circle, coloured by its label."""
+    valence, _ = summary.dimension_series(states, "valence")
+    arousal, _ = summary.dimension_series(states, "arousal")
+    names = summary.labels(states)
+    order = list(summary.time_per_label(states, line))
+    figure, ax = plt.subplots(figsize=(6.2, 6.2))
+    ax.add_patch(Circle((0, 0), 1.0, fill=False, color="#444444", linewidth=1.2))
+    ax.add_patch(Circle((0, 0), 0.25, fill=False, color="#999999", linewidth=0.8, linestyle="--"))
+    ax.axhline(0, color="#888888", linewidth=0.7)
+    ax.axvline(0, color="#888888", linewidth=0.7)
+    for x, y, text in QUADRANTS:
+        ax.text(x, y, text, ha="center", va="center", fontsize=10, color="#555555", style="italic")
+    ax.text(0, 0.06, "neutral", ha="center", va="bottom", fontsize=8, color="#777777")
+    shown = ~np.isnan(valence) & ~np.isnan(arousal)
+    for label in order:
+        pick = shown & np.array([n == label for n in names])
+        if pick.any():
+            ax.scatter(valence[pick], arousal[pick], s=14, alpha=0.55, color=label_colour(label, order),
+                       label=f"{label} ({int(pick.sum())})", edgecolors="none")
+    ax.set_xlim(-1.1, 1.1)
+    ax.set_ylim(-1.1, 1.1)
+    ax.set_aspect("equal")
+    ax.set_xlabel("valence (unpleasant → pleasant)")
+    ax.set_ylabel("arousal (low → high)")
+    if shown.any():
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=4, fontsize=9, frameon=False,
+                  markerscale=2.5)
+    skipped = int((~shown).sum())
+    if skipped:
+        ax.text(1.08, -1.08, f"{skipped} states with null valence or arousal not shown", ha="right",
+                fontsize=8, color="#666666")
+    if not shown.any():
+        ax.text(0, -0.5, "no state has both valence and arousal", ha="center", fontsize=10, color="#666666")
+    figure.tight_layout()
+    return _png(figure)
+
+
+def label_time_png(states: list[dict[str, Any]], line: summary.Timeline) -> bytes:
+    """Minutes under each label, as horizontal bars (longest on top)."""
+    per_label = summary.time_per_label(states, line)
+    order = list(per_label)
+    figure, ax = plt.subplots(figsize=(WIDTH_IN, 0.7 + 0.32 * len(order)))
+    minutes = [seconds / 60.0 for seconds in per_label.values()]
+    ax.barh(range(len(order)), minutes, color=[label_colour(lb, order) for lb in order])
+    for row, value in enumerate(minutes):
+        ax.text(value, row, f" {value:.1f} min", va="center", fontsize=9)
+    ax.set_yticks(range(len(order)), order)
+    ax.set_ylim(len(order) - 0.5, -0.5)
+    ax.set_xlim(0, max(minutes, default=1.0) * 1.15 or 1.0)
+    ax.set_xlabel("minutes under each label")
+    ax.grid(axis="x", alpha=0.3)
+    figure.tight_layout()
+    return _png(figure)
+
+
+def report_figures(states: list[dict[str, Any]], events: list[dict[str, Any]], tags: list[Tag]) -> dict[str, bytes]:
+    """Every section's PNG, keyed as edge.report.page.SECTIONS."""
+    line = summary.timeline(states)
+    t0_unix = float(line.start_unix[0])
+    periods = summary.missing_periods(states, line, events)
+    return {
+        "timeline": timeline_png(states, line, tags, periods, t0_unix),
+        "labels": label_ribbon_png(states, line, tags, t0_unix),
+        "modalities": modalities_png(states, line, tags, periods, t0_unix),
+        "missing": missing_png(states, line, tags, periods, events, t0_unix),
+        "circumplex": circumplex_png(states, line),
+        "summary": label_time_png(states, line),
+    }
