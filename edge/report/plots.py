@@ -21,6 +21,9 @@ from edge.report.tags import Tag  # noqa: E402
 
 WIDTH_IN = 11.0
 DPI = 100
+# Every time plot has the same left and right margins, so their time axes line up on the page;
+# legends sit in the right margin.
+LEFT_IN, RIGHT_IN, TOP_IN, BOTTOM_IN = 1.0, 1.7, 0.3, 0.6
 LABEL_COLOURS = {
     "stressed": "#d62728", "tense": "#ff7f0e", "excited": "#e6b800", "happy": "#2ca02c",
     "calm": "#17becf", "sad": "#5b5ea6", "neutral": "#9a9a9a", "uncertain": "#d9d9d9",
@@ -61,6 +64,24 @@ def _mark_tags(axes: list[Any], tags: list[Tag], t0_unix: float, span_min: tuple
                              textcoords="offset points", ha="center", va="bottom", fontsize=8, color="#444444")
 
 
+def _steps(line: summary.Timeline, values: Any, t0_unix: float) -> tuple[Any, Any]:
+    """(x minutes, y) drawing each state's value flat from its start to its end, joined to the next
+    state where they touch and broken (NaN) across gaps without states."""
+    start, end = _minutes(line.start_unix, t0_unix), _minutes(line.end_unix, t0_unix)
+    values = np.asarray(values, dtype=float)
+    breaks = np.append(~np.isclose(end[:-1], start[1:]), False)
+    x = np.column_stack([start, end, np.where(breaks, end, np.nan)]).ravel()
+    y = np.column_stack([values, values, np.full(values.shape, np.nan)]).ravel()
+    keep = ~(np.isnan(x))
+    return x[keep], y[keep]
+
+
+def _align(figure: Any, bottom_in: float = BOTTOM_IN, hspace: float = 0.12) -> None:
+    height_in = figure.get_figheight()
+    figure.subplots_adjust(left=LEFT_IN / WIDTH_IN, right=1 - RIGHT_IN / WIDTH_IN, bottom=bottom_in / height_in,
+                           top=1 - TOP_IN / height_in, hspace=hspace)
+
+
 def _span(line: summary.Timeline, t0_unix: float) -> tuple[float, float]:
     return 0.0, max(float(_minutes(line.end_unix[-1], t0_unix)), 1e-3)
 
@@ -77,14 +98,15 @@ def timeline_png(states: list[dict[str, Any]], line: summary.Timeline, tags: lis
                  periods: list[summary.MissingPeriod], t0_unix: float) -> bytes:
     """Valence, arousal and stress over time, each with its confidence band."""
     figure, axes = plt.subplots(3, 1, figsize=(WIDTH_IN, 6.6), sharex=True)
-    x = _minutes(line.start_unix, t0_unix)
     for ax, dimension in zip(axes, summary.DIMENSIONS):
         values, confidences = summary.dimension_series(states, dimension)
         low, high = summary.confidence_band(values, confidences, dimension)
         colour = DIMENSION_COLOURS[dimension]
-        ax.fill_between(x, low, high, where=~np.isnan(low) & ~np.isnan(high), color=colour, alpha=0.2,
-                        linewidth=0, step="post", label="confidence band")
-        ax.step(x, values, where="post", color=colour, linewidth=1.4, label=dimension)
+        x, low_steps = _steps(line, low, t0_unix)
+        _, high_steps = _steps(line, high, t0_unix)
+        ax.fill_between(x, low_steps, high_steps, where=~np.isnan(low_steps) & ~np.isnan(high_steps), color=colour,
+                        alpha=0.2, linewidth=0, label="confidence band")
+        ax.plot(*_steps(line, values, t0_unix), color=colour, linewidth=1.4, label=dimension)
         ax.set_ylim(*summary.DIMENSION_RANGE[dimension])
         ax.set_ylabel(dimension)
         ax.grid(alpha=0.3)
@@ -95,10 +117,11 @@ def timeline_png(states: list[dict[str, Any]], line: summary.Timeline, tags: lis
             ax.text(1.0, 1.02, f"{nulls} null", transform=ax.transAxes, ha="right", fontsize=8, color="#666666")
     _shade_gaps(list(axes), periods, t0_unix)
     _mark_tags(list(axes), tags, t0_unix, _span(line, t0_unix))
-    axes[0].legend(loc="upper left", fontsize=8, ncol=2, framealpha=0.8)
+    for ax in axes:
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False)
     axes[-1].set_xlim(*_span(line, t0_unix))
     axes[-1].set_xlabel("minutes since the first state")
-    figure.tight_layout()
+    _align(figure)
     return _png(figure)
 
 
@@ -107,7 +130,7 @@ def label_ribbon_png(states: list[dict[str, Any]], line: summary.Timeline, tags:
     """One coloured bar per run of a label."""
     runs = summary.label_runs(states, line)
     order = list(summary.time_per_label(states, line))
-    figure, ax = plt.subplots(figsize=(WIDTH_IN, 1.5))
+    figure, ax = plt.subplots(figsize=(WIDTH_IN, 0.9 + 0.17 * max(len(order), 3)))
     for label, start, end in runs:
         ax.broken_barh([(_minutes(start, t0_unix), max((end - start) / 60.0, 1e-4))], (0, 1),
                        facecolors=label_colour(label, order), edgecolor="none",
@@ -118,8 +141,8 @@ def label_ribbon_png(states: list[dict[str, Any]], line: summary.Timeline, tags:
     ax.set_yticks([])
     ax.set_xlabel("minutes since the first state")
     ax.legend(handles=[Patch(facecolor=label_colour(lb, order), label=lb) for lb in order],
-              loc="center left", bbox_to_anchor=(1.005, 0.5), ncol=1 + len(order) // 5, fontsize=9, frameon=False)
-    figure.tight_layout()
+              loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False)
+    _align(figure)
     return _png(figure)
 
 
@@ -129,12 +152,12 @@ def modalities_png(states: list[dict[str, Any]], line: summary.Timeline, tags: l
     names = summary.modality_names(states) or ["(none)"]
     figure, axes = plt.subplots(len(names), 1, figsize=(WIDTH_IN, 0.8 + 1.5 * len(names)), sharex=True,
                                 squeeze=False)
-    x = _minutes(line.start_unix, t0_unix)
     for ax, name in zip(axes[:, 0], names):
         quality, weight = summary.modality_series(states, name)
-        ax.fill_between(x, 0, weight, where=~np.isnan(weight), step="post", color="#1f77b4", alpha=0.35,
+        x, weight_steps = _steps(line, weight, t0_unix)
+        ax.fill_between(x, 0, weight_steps, where=~np.isnan(weight_steps), color="#1f77b4", alpha=0.35,
                         linewidth=0, label="weight")
-        ax.step(x, quality, where="post", color="#000000", linewidth=1.1, label="quality")
+        ax.plot(*_steps(line, quality, t0_unix), color="#000000", linewidth=1.1, label="quality")
         for period in periods:
             if period.modality == name:
                 ax.axvspan(_minutes(period.start_unix, t0_unix), _minutes(period.end_unix, t0_unix),
@@ -147,10 +170,10 @@ def modalities_png(states: list[dict[str, Any]], line: summary.Timeline, tags: l
     handles = [Patch(facecolor="#1f77b4", alpha=0.35, label="weight"),
                plt.Line2D([], [], color="#000000", label="quality"),
                Patch(facecolor="#d62728", alpha=0.18, label="missing")]
-    axes[0, 0].legend(handles=handles, loc="upper left", fontsize=8, ncol=3, framealpha=0.8)
+    axes[0, 0].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
     axes[-1, 0].set_xlim(*_span(line, t0_unix))
     axes[-1, 0].set_xlabel("minutes since the first state")
-    figure.tight_layout()
+    _align(figure, hspace=0.15)
     return _png(figure)
 
 
@@ -162,7 +185,9 @@ def missing_png(states: list[dict[str, Any]], line: summary.Timeline, tags: list
     rows = rows or ["(none)"]
     reasons = sorted({summary._reason_kind(p.reason) for p in periods})
     palette = plt.get_cmap("tab10")
-    figure, ax = plt.subplots(figsize=(WIDTH_IN, 1.3 + 0.45 * len(rows) + 0.25 * min(len(reasons), 8)))
+    legend_rows = (min(len(reasons), 8) + 1) // 2
+    bottom_in = BOTTOM_IN + 0.1 + 0.2 * legend_rows
+    figure, ax = plt.subplots(figsize=(WIDTH_IN, bottom_in + TOP_IN + 0.2 + 0.4 * len(rows)))
     for period in periods:
         row = rows.index(period.modality)
         colour = palette(reasons.index(summary._reason_kind(period.reason)) % 10)
@@ -183,12 +208,13 @@ def missing_png(states: list[dict[str, Any]], line: summary.Timeline, tags: list
     if periods:
         shown = reasons[:8]
         ax.legend(handles=[Patch(facecolor=palette(i % 10), label=_short(r)) for i, r in enumerate(shown)],
-                  loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(rows) < 3 else -0.2),
+                  loc="upper center", bbox_to_anchor=(0.5, -(BOTTOM_IN - 0.05) / (0.2 + 0.4 * len(rows))),
                   ncol=2, fontsize=8, frameon=False)
     else:
         ax.text(0.5, 0.5, "nothing missing: every modality was used in every state", transform=ax.transAxes,
-                ha="center", va="center", fontsize=12, color="#2ca02c")
-    figure.tight_layout()
+                ha="center", va="center", fontsize=12, color="#2ca02c",
+                bbox={"facecolor": "white", "edgecolor": "none"})
+    _align(figure, bottom_in)
     return _png(figure)
 
 
