@@ -96,17 +96,21 @@ def test_time_per_label_stress_per_tag_segment_and_missing_periods_match_the_han
     assert (round(low[0], 6), round(high[0], 6)) == (0.0, 0.2)  # 0.1 -/+ (1 - 0.8) x 0.5, clipped at 0
 
 
-def test_missing_and_lost_events_pair_into_periods():
+def test_lost_and_failed_events_of_a_recording_make_periods_per_source():
     from edge.report import summary
 
     states = [state(i, T0 + STEP_S * i, "calm", 0.1) for i in range(10)]
-    events = [{"ts": T0 + 20, "kind": "lost", "modality": None, "text": "replay:e4 stopped"},
-              {"ts": T0 + 40, "kind": "reconnected", "modality": None, "text": "back"},
-              {"ts": T0 + 60, "kind": "missing", "modality": "eeg", "text": "no data"}]
+    events = [  # as the recorder writes them: source events name no modality, their text starts with the spec
+        {"ts": T0 + 20, "kind": "lost", "modality": None, "text": "ble:polar-h10:AA:BB: connection lost"},
+        {"ts": T0 + 30, "kind": "lost", "modality": None, "text": "serial:cyton:/dev/ttyUSB0: connection lost"},
+        {"ts": T0 + 40, "kind": "reconnected", "modality": None, "text": "ble:polar-h10:AA:BB: reconnected (reconnect 1)"},
+        {"ts": T0 + 50, "kind": "missing", "modality": "eeg", "text": "eeg missing: no data"},  # a tick only
+        {"ts": T0 + 60, "kind": "failed", "modality": None, "text": "replay:e4:/data/S02: failed: bad CSV"}]
     periods = summary.missing_periods(states, summary.timeline(states), events)
     assert [(p.modality, p.start_unix - T0, p.end_unix - T0, p.reason) for p in periods] == [
-        ("(source)", 20.0, 40.0, "lost: replay:e4 stopped"),
-        ("eeg", 60.0, 100.0, "missing: no data"),  # never closed: runs to the end of the session
+        ("ble:polar-h10:AA:BB", 20.0, 40.0, "lost: connection lost"),
+        ("serial:cyton:/dev/ttyUSB0", 30.0, 100.0, "lost: connection lost"),  # never back: to the end
+        ("replay:e4:/data/S02", 60.0, 100.0, "failed: bad CSV"),
     ]
 
 
@@ -139,7 +143,8 @@ def test_recording_folder_reads_every_chunk_and_warns_once_about_a_cut_short_las
     write_lines(folder / "states-0001.jsonl", states[12:] + [states[3]],  # a repeat (same seq) is dropped
                 tail=json.dumps(state(25, T0 + 400, "calm", 0.1))[:57])  # the crash cut this one short
     write_lines(folder / "events-0000.jsonl", [
-        {"ts": T0 + 265, "kind": "missing", "modality": "eeg", "text": "stale"},
+        {"ts": T0 + 65, "kind": "lost", "modality": None, "text": "ble:muse:00:55: connection lost"},
+        {"ts": T0 + 80, "kind": "reconnected", "modality": None, "text": "ble:muse:00:55: reconnected (reconnect 1)"},
         {"ts": T0 + 300, "kind": "label", "modality": None, "text": "happy"}])
     (folder / "recording.json").write_text(json.dumps({"device_id": "wearable-1"}))
     (folder / "signals-0000.edf").write_bytes(b"0       ")  # other files of a recording are left alone
@@ -151,8 +156,10 @@ def test_recording_folder_reads_every_chunk_and_warns_once_about_a_cut_short_las
     assert "states-0001.jsonl: last line is cut short" in warnings[0]
     assert "1 repeated state(s)" in warnings[1]
     page = out.read_text()
-    assert "<dt>states</dt><dd>25," in page and "<dt>events</dt><dd>2</dd>" in page
-    assert "missing: stale" in page  # the event's period is listed beside the states' own
+    assert "<dt>states</dt><dd>25," in page and "<dt>events</dt><dd>3</dd>" in page
+    # the source's outage is listed beside the periods the states themselves name
+    assert "<td>ble:muse:00:55</td><td class=\"num\">01:05</td><td class=\"num\">01:20</td>" in page
+    assert "<td>eeg</td><td class=\"num\">04:20</td>" in page
 
 
 @pytest.mark.parametrize(("args", "expected"), [
@@ -236,8 +243,9 @@ def test_chromium_renders_every_section_with_its_plot(tmp_path):
     folder = tmp_path / "rec"
     folder.mkdir()
     write_lines(folder / "states-0000.jsonl", constructed_states())
-    write_lines(folder / "events-0000.jsonl", [{"ts": T0 + 40, "kind": "lost", "modality": None, "text": "gone"},
-                                               {"ts": T0 + 60, "kind": "reconnected", "modality": None, "text": ""}])
+    write_lines(folder / "events-0000.jsonl", [
+        {"ts": T0 + 40, "kind": "lost", "modality": None, "text": "ble:hrs:AA: connection lost"},
+        {"ts": T0 + 60, "kind": "reconnected", "modality": None, "text": "ble:hrs:AA: reconnected (reconnect 1)"}])
     report = tmp_path / "report.html"
     proc = run_cli("report", str(folder), "--tags", str(write_tags(tmp_path / "tags.csv")), "--out", str(report))
     assert proc.returncode == 0, proc.stderr

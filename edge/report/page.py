@@ -137,12 +137,12 @@ def render(session: Session, tags: list[Tag], figures: dict[str, bytes], title: 
         parts.append(_table(["modality", "from", "to", "length", "reason", "from what"], rows))
     else:
         parts.append('<p class="note">Nothing was missing.</p>')
-    shown_events = [e for e in session.events if str(e.get("kind")) != "label"]
+    shown_events = [e for e in session.events if str(e.get("kind")) in summary.EVENT_KINDS_SHOWN]
     if shown_events:
         rows = [[(_esc(duration_text(float(e["ts"]) - t0)), True), (_esc(e.get("kind")), False),
-                 (_esc(e.get("modality") if e.get("modality") is not None else "—"), False),
+                 (_esc(summary.event_subject(e)), False),
                  (_esc(e.get("text") or ""), False)] for e in shown_events]
-        parts.append("<h3>Events</h3>" + _table(["at", "kind", "modality", "text"], rows))
+        parts.append("<h3>Events</h3>" + _table(["at", "kind", "modality or source", "text"], rows))
     parts.append("</section>")
 
     parts += [

@@ -182,6 +182,8 @@ def missing_png(states: list[dict[str, Any]], line: summary.Timeline, tags: list
     """One row per modality: a bar per missing period, coloured by reason; events as ticks."""
     rows = summary.modality_names(states)
     rows += sorted({p.modality for p in periods} - set(rows))
+    rows += sorted({summary.event_subject(e) for e in events if str(e.get("kind")) in summary.EVENT_KINDS_SHOWN}
+                   - set(rows))
     rows = rows or ["(none)"]
     reasons = sorted({summary._reason_kind(p.reason) for p in periods})
     palette = plt.get_cmap("tab10")
@@ -194,9 +196,8 @@ def missing_png(states: list[dict[str, Any]], line: summary.Timeline, tags: list
         ax.broken_barh([(_minutes(period.start_unix, t0_unix), max((period.end_unix - period.start_unix) / 60, 1e-3))],
                        (row - 0.35, 0.7), facecolors=colour, alpha=0.85)
     for event in events:
-        who = event.get("modality")
-        who = str(who) if who is not None else "(source)"
-        if who in rows and str(event.get("kind")) != "label":
+        who = summary.event_subject(event)
+        if who in rows and str(event.get("kind")) in summary.EVENT_KINDS_SHOWN:
             ax.plot(_minutes(float(event["ts"]), t0_unix), rows.index(who), marker="|", markersize=14,
                     color="#000000")
     _mark_tags([ax], tags, t0_unix, _span(line, t0_unix))

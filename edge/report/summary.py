@@ -204,25 +204,42 @@ def missing_periods(states: list[dict[str, Any]], line: Timeline,
     return periods
 
 
-_CLOSES = {"lost": "reconnected", "missing": "present"}
+# A source's connection: "lost" opens a period its "reconnected" closes; "failed" is never closed.
+# (missing/present events repeat what the states' own `missing` already says: they stay ticks.)
+_OPENS = {"lost": "reconnected", "failed": None}
+EVENT_KINDS_SHOWN = ("lost", "reconnected", "failed", "ended", "gap", "missing", "present")
+
+
+def event_subject(event: dict[str, Any]) -> str:
+    """What an event is about: its modality, else the source spec its text starts with
+    (the recorder writes "SPEC: what happened"), else "(source)"."""
+    if event.get("modality") is not None:
+        return str(event["modality"])
+    text = str(event.get("text") or "")
+    return text.split(": ", 1)[0] if ": " in text else "(source)"
 
 
 def _event_periods(events: list[dict[str, Any]], session_end_unix: float) -> list[MissingPeriod]:
-    """A ``lost``/``missing`` event opens a period its ``reconnected``/``present`` event closes
-    (same modality, or same text where the event names no modality); unclosed ones run to the end."""
+    """Periods from a recording's source events: lost -> reconnected of the same source, and
+    failed -> the end; one never closed runs to the end of the session."""
     periods = []
-    open_events: dict[tuple[str, str], dict[str, Any]] = {}
+    open_events: dict[str, dict[str, Any]] = {}
     for event in events:
-        kind = str(event.get("kind"))
-        modality = event.get("modality")
-        who = str(modality) if modality is not None else "(source)"
-        if kind in _CLOSES:
-            open_events.setdefault((who, _CLOSES[kind]), event)
-        elif (who, kind) in open_events:
-            opened = open_events.pop((who, kind))
+        kind, who = str(event.get("kind")), event_subject(event)
+        if kind in _OPENS:
+            open_events.setdefault(who, event)
+        elif who in open_events and _OPENS[str(open_events[who].get("kind"))] == kind:
+            opened = open_events.pop(who)
             periods.append(MissingPeriod(who, float(opened["ts"]), float(event["ts"]),
-                                         f"{opened.get('kind')}: {opened.get('text') or ''}".rstrip(": "), "events"))
-    for (who, _), opened in open_events.items():
+                                         _event_reason(opened, who), "events"))
+    for who, opened in open_events.items():
         periods.append(MissingPeriod(who, float(opened["ts"]), max(session_end_unix, float(opened["ts"])),
-                                     f"{opened.get('kind')}: {opened.get('text') or ''}".rstrip(": "), "events"))
+                                     _event_reason(opened, who), "events"))
     return periods
+
+
+def _event_reason(event: dict[str, Any], who: str) -> str:
+    text = str(event.get("text") or "")
+    text = text[len(who) + 2:] if text.startswith(f"{who}: ") else text
+    kind = str(event.get("kind"))
+    return text if text.startswith(kind) else f"{kind}: {text}" if text else kind
