@@ -101,13 +101,18 @@ def test_lost_and_failed_events_of_a_recording_make_periods_per_source():
 
     states = [state(i, T0 + STEP_S * i, "calm", 0.1) for i in range(10)]
     events = [  # as the recorder writes them: source events name no modality, their text starts with the spec
+        {"ts": T0 - 300, "kind": "start", "modality": None, "text": "recording started (device wearable-1)"},
+        {"ts": T0 + 86_400, "kind": "stop", "modality": None, "text": "on another clock: ignored"},
         {"ts": T0 + 20, "kind": "lost", "modality": None, "text": "ble:polar-h10:AA:BB: connection lost"},
         {"ts": T0 + 30, "kind": "lost", "modality": None, "text": "serial:cyton:/dev/ttyUSB0: connection lost"},
         {"ts": T0 + 40, "kind": "reconnected", "modality": None, "text": "ble:polar-h10:AA:BB: reconnected (reconnect 1)"},
         {"ts": T0 + 50, "kind": "missing", "modality": "eeg", "text": "eeg missing: no data"},  # a tick only
         {"ts": T0 + 60, "kind": "failed", "modality": None, "text": "replay:e4:/data/S02: failed: bad CSV"}]
-    periods = summary.missing_periods(states, summary.timeline(states), events)
+    line = summary.timeline(states)
+    assert summary.session_frame(line, events) == (T0 - 300, T0 + 100)  # the models warmed up for 300 s
+    periods = summary.missing_periods(states, line, events)
     assert [(p.modality, p.start_unix - T0, p.end_unix - T0, p.reason) for p in periods] == [
+        (summary.NO_STATES, -300.0, 0.0, "no states published (warming up, daemon stopped, or no data)"),
         ("ble:polar-h10:AA:BB", 20.0, 40.0, "lost: connection lost"),
         ("serial:cyton:/dev/ttyUSB0", 30.0, 100.0, "lost: connection lost"),  # never back: to the end
         ("replay:e4:/data/S02", 60.0, 100.0, "failed: bad CSV"),

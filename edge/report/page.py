@@ -72,7 +72,7 @@ def render(session: Session, tags: list[Tag], figures: dict[str, bytes], title: 
     """The page; ``figures`` maps each of SECTIONS to its PNG."""
     states = session.states
     line = summary.timeline(states)
-    t0 = float(line.start_unix[0])
+    t0, end = summary.session_frame(line, session.events)
     periods = summary.missing_periods(states, line, session.events)
     per_label = summary.time_per_label(states, line)
     covered_s = float(line.duration_s.sum())
@@ -81,16 +81,16 @@ def render(session: Session, tags: list[Tag], figures: dict[str, bytes], title: 
     models = sorted({f"{m} {v}" for s in states if isinstance(s.get("models"), dict)
                      for m, v in s["models"].items()})
     warnings = list(session.warnings)
-    if tags and not any(t0 <= t.ts_unix <= float(line.end_unix[-1]) for t in tags):
-        warnings.append(f"none of the {len(tags)} tags falls inside the session "
-                        f"({utc_clock(t0)} – {utc_clock(float(line.end_unix[-1]))})")
+    if tags and not any(t0 <= t.ts_unix <= end for t in tags):
+        warnings.append(f"none of the {len(tags)} tags falls inside the session ({utc_clock(t0)} – {utc_clock(end)})")
 
     overview = [
         ("device", _esc(session.device_id)),
         ("source", _esc(session.source)),
         ("from", _esc(utc_clock(t0))),
-        ("to", _esc(utc_clock(float(line.end_unix[-1])))),
-        ("length", f"{duration_text(float(line.end_unix[-1]) - t0)} (states cover {duration_text(covered_s)})"),
+        ("to", _esc(utc_clock(end))),
+        ("length", f"{duration_text(end - t0)} (states cover {duration_text(covered_s)}; times below count from "
+                   f"{'the first state' if t0 == float(line.start_unix[0]) else 'the first event'})"),
         ("states", f"{len(states)}, one every {line.step_s:g} s (median)"),
         ("schema version", _esc(", ".join(versions))),
         ("models", _esc(", ".join(models) or "—")),
@@ -134,7 +134,7 @@ def render(session: Session, tags: list[Tag], figures: dict[str, bytes], title: 
                  (_esc(duration_text(p.end_unix - t0)), True),
                  (_esc(duration_text(p.end_unix - p.start_unix)), True), (_esc(p.reason), False),
                  (_esc(p.origin), False)] for p in periods]
-        parts.append(_table(["modality", "from", "to", "length", "reason", "from what"], rows))
+        parts.append(_table(["modality or source", "from", "to", "length", "reason", "from what"], rows))
     else:
         parts.append('<p class="note">Nothing was missing.</p>')
     shown_events = [e for e in session.events if str(e.get("kind")) in summary.EVENT_KINDS_SHOWN]

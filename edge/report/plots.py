@@ -1,6 +1,7 @@
 """The report's figures, drawn with matplotlib (Agg, no display) and returned as PNG bytes.
 
-Every time axis is minutes since the session's first state; marks from --tags are dashed
+Every time axis is minutes since the session's start (its first state, or a recording's first
+event where that is earlier, e.g. "recording started" before the models warmed up); marks from --tags are dashed
 vertical lines numbered at the top.
 """
 
@@ -23,15 +24,15 @@ WIDTH_IN = 11.0
 DPI = 100
 # Every time plot has the same left and right margins, so their time axes line up on the page;
 # legends sit in the right margin.
-LEFT_IN, RIGHT_IN, TOP_IN, BOTTOM_IN = 1.0, 1.7, 0.3, 0.6
+LEFT_IN, RIGHT_IN, TOP_IN, BOTTOM_IN = 1.6, 1.6, 0.3, 0.6
 LABEL_COLOURS = {
     "stressed": "#d62728", "tense": "#ff7f0e", "excited": "#e6b800", "happy": "#2ca02c",
     "calm": "#17becf", "sad": "#5b5ea6", "neutral": "#9a9a9a", "uncertain": "#d9d9d9",
 }
 OTHER_COLOURS = ["#8c564b", "#e377c2", "#bcbd22", "#1f77b4", "#7f7f7f"]
 DIMENSION_COLOURS = {"valence": "#2ca02c", "arousal": "#ff7f0e", "stress": "#d62728"}
-QUADRANTS = ((0.72, 0.72, "excited / happy"), (-0.72, 0.72, "tense / angry"),
-             (-0.72, -0.72, "sad / tired"), (0.72, -0.72, "calm / relaxed"))
+QUADRANTS = ((0.55, 0.6, "excited / happy"), (-0.55, 0.6, "tense / angry"),
+             (-0.55, -0.6, "sad / tired"), (0.55, -0.6, "calm / relaxed"))
 
 
 def label_colour(label: str, order: list[str]) -> str:
@@ -82,8 +83,9 @@ def _align(figure: Any, bottom_in: float = BOTTOM_IN, hspace: float = 0.12) -> N
                            top=1 - TOP_IN / height_in, hspace=hspace)
 
 
-def _span(line: summary.Timeline, t0_unix: float) -> tuple[float, float]:
-    return 0.0, max(float(_minutes(line.end_unix[-1], t0_unix)), 1e-3)
+def _span(frame: tuple[float, float]) -> tuple[float, float]:
+    """The x range, in minutes, of a session that runs from frame[0] to frame[1] (unix s)."""
+    return 0.0, max((frame[1] - frame[0]) / 60.0, 1e-3)
 
 
 def _shade_gaps(axes: list[Any], periods: list[summary.MissingPeriod], t0_unix: float) -> None:
@@ -95,8 +97,9 @@ def _shade_gaps(axes: list[Any], periods: list[summary.MissingPeriod], t0_unix: 
 
 
 def timeline_png(states: list[dict[str, Any]], line: summary.Timeline, tags: list[Tag],
-                 periods: list[summary.MissingPeriod], t0_unix: float) -> bytes:
+                 periods: list[summary.MissingPeriod], frame: tuple[float, float]) -> bytes:
     """Valence, arousal and stress over time, each with its confidence band."""
+    t0_unix = frame[0]
     figure, axes = plt.subplots(3, 1, figsize=(WIDTH_IN, 6.6), sharex=True)
     for ax, dimension in zip(axes, summary.DIMENSIONS):
         values, confidences = summary.dimension_series(states, dimension)
@@ -116,18 +119,19 @@ def timeline_png(states: list[dict[str, Any]], line: summary.Timeline, tags: lis
         if nulls:
             ax.text(1.0, 1.02, f"{nulls} null", transform=ax.transAxes, ha="right", fontsize=8, color="#666666")
     _shade_gaps(list(axes), periods, t0_unix)
-    _mark_tags(list(axes), tags, t0_unix, _span(line, t0_unix))
+    _mark_tags(list(axes), tags, t0_unix, _span(frame))
     for ax in axes:
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False)
-    axes[-1].set_xlim(*_span(line, t0_unix))
-    axes[-1].set_xlabel("minutes since the first state")
+    axes[-1].set_xlim(*_span(frame))
+    axes[-1].set_xlabel("minutes since the start")
     _align(figure)
     return _png(figure)
 
 
 def label_ribbon_png(states: list[dict[str, Any]], line: summary.Timeline, tags: list[Tag],
-                     t0_unix: float) -> bytes:
+                     frame: tuple[float, float]) -> bytes:
     """One coloured bar per run of a label."""
+    t0_unix = frame[0]
     runs = summary.label_runs(states, line)
     order = list(summary.time_per_label(states, line))
     figure, ax = plt.subplots(figsize=(WIDTH_IN, 0.9 + 0.17 * max(len(order), 3)))
@@ -135,11 +139,11 @@ def label_ribbon_png(states: list[dict[str, Any]], line: summary.Timeline, tags:
         ax.broken_barh([(_minutes(start, t0_unix), max((end - start) / 60.0, 1e-4))], (0, 1),
                        facecolors=label_colour(label, order), edgecolor="none",
                        hatch="//" if label == "uncertain" else None)
-    _mark_tags([ax], tags, t0_unix, _span(line, t0_unix))
-    ax.set_xlim(*_span(line, t0_unix))
+    _mark_tags([ax], tags, t0_unix, _span(frame))
+    ax.set_xlim(*_span(frame))
     ax.set_ylim(0, 1)
     ax.set_yticks([])
-    ax.set_xlabel("minutes since the first state")
+    ax.set_xlabel("minutes since the start")
     ax.legend(handles=[Patch(facecolor=label_colour(lb, order), label=lb) for lb in order],
               loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False)
     _align(figure)
@@ -147,8 +151,9 @@ def label_ribbon_png(states: list[dict[str, Any]], line: summary.Timeline, tags:
 
 
 def modalities_png(states: list[dict[str, Any]], line: summary.Timeline, tags: list[Tag],
-                   periods: list[summary.MissingPeriod], t0_unix: float) -> bytes:
+                   periods: list[summary.MissingPeriod], frame: tuple[float, float]) -> bytes:
     """Per modality: quality (line) and fusion weight (filled), shaded red where missing."""
+    t0_unix = frame[0]
     names = summary.modality_names(states) or ["(none)"]
     figure, axes = plt.subplots(len(names), 1, figsize=(WIDTH_IN, 0.8 + 1.5 * len(names)), sharex=True,
                                 squeeze=False)
@@ -166,20 +171,21 @@ def modalities_png(states: list[dict[str, Any]], line: summary.Timeline, tags: l
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
     _shade_gaps(list(axes[:, 0]), periods, t0_unix)
-    _mark_tags(list(axes[:, 0]), tags, t0_unix, _span(line, t0_unix))
+    _mark_tags(list(axes[:, 0]), tags, t0_unix, _span(frame))
     handles = [Patch(facecolor="#1f77b4", alpha=0.35, label="weight"),
                plt.Line2D([], [], color="#000000", label="quality"),
                Patch(facecolor="#d62728", alpha=0.18, label="missing")]
     axes[0, 0].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
-    axes[-1, 0].set_xlim(*_span(line, t0_unix))
-    axes[-1, 0].set_xlabel("minutes since the first state")
+    axes[-1, 0].set_xlim(*_span(frame))
+    axes[-1, 0].set_xlabel("minutes since the start")
     _align(figure, hspace=0.15)
     return _png(figure)
 
 
 def missing_png(states: list[dict[str, Any]], line: summary.Timeline, tags: list[Tag],
-                periods: list[summary.MissingPeriod], events: list[dict[str, Any]], t0_unix: float) -> bytes:
+                periods: list[summary.MissingPeriod], events: list[dict[str, Any]], frame: tuple[float, float]) -> bytes:
     """One row per modality: a bar per missing period, coloured by reason; events as ticks."""
+    t0_unix = frame[0]
     rows = summary.modality_names(states)
     rows += sorted({p.modality for p in periods} - set(rows))
     rows += sorted({summary.event_subject(e) for e in events if str(e.get("kind")) in summary.EVENT_KINDS_SHOWN}
@@ -200,11 +206,11 @@ def missing_png(states: list[dict[str, Any]], line: summary.Timeline, tags: list
         if who in rows and str(event.get("kind")) in summary.EVENT_KINDS_SHOWN:
             ax.plot(_minutes(float(event["ts"]), t0_unix), rows.index(who), marker="|", markersize=14,
                     color="#000000")
-    _mark_tags([ax], tags, t0_unix, _span(line, t0_unix))
-    ax.set_yticks(range(len(rows)), rows)
+    _mark_tags([ax], tags, t0_unix, _span(frame))
+    ax.set_yticks(range(len(rows)), [_subject_label(row) for row in rows], fontsize=9)
     ax.set_ylim(len(rows) - 0.5, -0.5)
-    ax.set_xlim(*_span(line, t0_unix))
-    ax.set_xlabel("minutes since the first state")
+    ax.set_xlim(*_span(frame))
+    ax.set_xlabel("minutes since the start")
     ax.grid(axis="x", alpha=0.3)
     if periods:
         shown = reasons[:8]
@@ -221,6 +227,18 @@ def missing_png(states: list[dict[str, Any]], line: summary.Timeline, tags: list
 
 def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _subject_label(name: str, limit: int = 22) -> str:
+    """A row name that fits the margin: a long source spec keeps its kind and its file's name,
+    ``replay:e4:/long/path/S02`` -> ``replay:e4:…/S02``."""
+    if len(name) <= limit:
+        return name
+    parts = name.split(":", 2)
+    if len(parts) == 3:
+        tail = parts[2].rsplit("/", 1)[-1] if "/" in parts[2] else parts[2][-5:]
+        return _short(f"{parts[0]}:{parts[1]}:…{'/' if '/' in parts[2] else ''}{tail}", limit)
+    return _short(name, limit)
 
 
 def circumplex_png(states: list[dict[str, Any]], line: summary.Timeline) -> bytes:
@@ -249,8 +267,10 @@ def circumplex_png(states: list[dict[str, Any]], line: summary.Timeline) -> byte
     ax.set_xlabel("valence (unpleasant → pleasant)")
     ax.set_ylabel("arousal (low → high)")
     if shown.any():
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=4, fontsize=9, frameon=False,
-                  markerscale=2.5)
+        legend = ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=4, fontsize=9, frameon=False,
+                           markerscale=2.5)
+        for handle in getattr(legend, "legend_handles", None) or getattr(legend, "legendHandles", []):
+            handle.set_alpha(1.0)  # the dots are translucent; their legend keys should not be
     skipped = int((~shown).sum())
     if skipped:
         ax.text(1.08, -1.08, f"{skipped} states with null valence or arousal not shown", ha="right",
@@ -282,13 +302,13 @@ def label_time_png(states: list[dict[str, Any]], line: summary.Timeline) -> byte
 def report_figures(states: list[dict[str, Any]], events: list[dict[str, Any]], tags: list[Tag]) -> dict[str, bytes]:
     """Every section's PNG, keyed as edge.report.page.SECTIONS."""
     line = summary.timeline(states)
-    t0_unix = float(line.start_unix[0])
+    frame = summary.session_frame(line, events)
     periods = summary.missing_periods(states, line, events)
     return {
-        "timeline": timeline_png(states, line, tags, periods, t0_unix),
-        "labels": label_ribbon_png(states, line, tags, t0_unix),
-        "modalities": modalities_png(states, line, tags, periods, t0_unix),
-        "missing": missing_png(states, line, tags, periods, events, t0_unix),
+        "timeline": timeline_png(states, line, tags, periods, frame),
+        "labels": label_ribbon_png(states, line, tags, frame),
+        "modalities": modalities_png(states, line, tags, periods, frame),
+        "missing": missing_png(states, line, tags, periods, events, frame),
         "circumplex": circumplex_png(states, line),
         "summary": label_time_png(states, line),
     }

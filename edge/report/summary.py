@@ -58,6 +58,18 @@ def timeline(states: list[dict[str, Any]]) -> Timeline:
     return Timeline(ts, end, step_s)
 
 
+# Events this far outside the states (e.g. "recording started" before the models warmed up) widen
+# the session's frame; farther ones are taken to be on another clock and do not.
+EVENT_MARGIN_S = 3600.0
+
+
+def session_frame(line: Timeline, events: list[dict[str, Any]] | None = None) -> tuple[float, float]:
+    """(start, end) unix s of the session: its states, widened to a recording's events nearby."""
+    start, end = float(line.start_unix[0]), float(line.end_unix[-1])
+    near = [float(e["ts"]) for e in events or () if start - EVENT_MARGIN_S <= float(e["ts"]) <= end + EVENT_MARGIN_S]
+    return min([start, *near]), max([end, *near])
+
+
 def dimension_series(states: list[dict[str, Any]], dimension: str) -> tuple[np.ndarray, np.ndarray]:
     """(values, confidences) of one dimension; NaN where null. The dimension's own confidence
     (``<dimension>_confidence``, schema 2) where present, else the state's ``confidence``."""
@@ -168,8 +180,8 @@ _NUMBERS = re.compile(r"\d+(?:\.\d+)?")
 
 
 def _reason_kind(reason: str) -> str:
-    """A reason with its numbers blanked, so "stale: 31 s old" and "stale: 36 s old" are one run."""
-    return _NUMBERS.sub("#", reason)
+    """A reason with its numbers replaced by N, so "stale: 31 s old" and "stale: 36 s old" are one run."""
+    return _NUMBERS.sub("N", reason)
 
 
 def missing_periods(states: list[dict[str, Any]], line: Timeline,
@@ -195,11 +207,15 @@ def missing_periods(states: list[dict[str, Any]], line: Timeline,
                 open_runs[modality] = [float(start), float(end), reason, _reason_kind(reason)]
     for modality, run in open_runs.items():
         periods.append(MissingPeriod(modality, run[0], run[1], run[2], "states"))
-    for end, next_start in zip(line.end_unix[:-1], line.start_unix[1:]):
+    frame_start, frame_end = session_frame(line, events)
+    edges = [(frame_start, float(line.start_unix[0])),
+             *zip(line.end_unix[:-1].tolist(), line.start_unix[1:].tolist()),
+             (float(line.end_unix[-1]), frame_end)]
+    for end, next_start in edges:
         if next_start > end:
             periods.append(MissingPeriod(NO_STATES, float(end), float(next_start),
-                                         "no states published (daemon stopped, or no data)", "gap"))
-    periods += _event_periods(events or [], float(line.end_unix[-1]) if line.end_unix.size else 0.0)
+                                         "no states published (warming up, daemon stopped, or no data)", "gap"))
+    periods += _event_periods(events or [], frame_end)
     periods.sort(key=lambda p: (p.start_unix, p.modality))
     return periods
 
