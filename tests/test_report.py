@@ -241,19 +241,9 @@ def chromium(*args: str, cwd: Path) -> subprocess.CompletedProcess:
          "--window-size=1200,4000", *args], capture_output=True, text=True, timeout=60, cwd=cwd)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")
-def test_chromium_renders_every_section_with_its_plot(tmp_path):
+def assert_every_section_on_screen(report: Path, tmp_path: Path) -> None:
+    """Chromium lays out and decodes every section's image, and none of them is blank in the screenshot."""
     from PIL import Image  # comes with matplotlib
-
-    folder = tmp_path / "rec"
-    folder.mkdir()
-    write_lines(folder / "states-0000.jsonl", constructed_states())
-    write_lines(folder / "events-0000.jsonl", [
-        {"ts": T0 + 40, "kind": "lost", "modality": None, "text": "ble:hrs:AA: connection lost"},
-        {"ts": T0 + 60, "kind": "reconnected", "modality": None, "text": "ble:hrs:AA: reconnected (reconnect 1)"}])
-    report = tmp_path / "report.html"
-    proc = run_cli("report", str(folder), "--tags", str(write_tags(tmp_path / "tags.csv")), "--out", str(report))
-    assert proc.returncode == 0, proc.stderr
 
     # where each section's image lies, and whether the browser decoded it: a copy of the page with a
     # probe script (the report itself runs no script; its policy would block one)
@@ -282,3 +272,66 @@ def test_chromium_renders_every_section_with_its_plot(tmp_path):
         assert len(colours) > 20 and inked > 0.01 * width * height, f"{name}: its region of the screenshot is blank"
     below = image.crop((0, int(max(t + h for _, (_, (_, t, _, h)) in boxes.items())) + 400, 1200, 4000))
     assert below.getextrema() == ((255, 255), (255, 255), (255, 255))  # and nothing but white after the page
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")
+def test_chromium_renders_every_section_with_its_plot(tmp_path):
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    write_lines(folder / "states-0000.jsonl", constructed_states())
+    write_lines(folder / "events-0000.jsonl", [
+        {"ts": T0 + 40, "kind": "lost", "modality": None, "text": "ble:hrs:AA: connection lost"},
+        {"ts": T0 + 60, "kind": "reconnected", "modality": None, "text": "ble:hrs:AA: reconnected (reconnect 1)"}])
+    report = tmp_path / "report.html"
+    proc = run_cli("report", str(folder), "--tags", str(write_tags(tmp_path / "tags.csv")), "--out", str(report))
+    assert proc.returncode == 0, proc.stderr
+
+    assert_every_section_on_screen(report, tmp_path)
+
+
+def test_odd_states_still_make_a_report(tmp_path):
+    """Nulls everywhere, wrong types, a lone state per label, repeated ts, unsorted lines: a page, never a traceback."""
+    odd = [
+        {"ts": T0 + 30, "seq": 3, "device_id": "wearable-1", "valence": None, "arousal": None, "stress": None,
+         "label": "uncertain", "confidence": None, "modalities": None, "missing": "eeg", "missing_reasons": [],
+         "schema_version": 2, "valence_confidence": None},
+        {"ts": T0, "seq": 0, "device_id": "wearable-1", "valence": True, "arousal": "high", "stress": 2.5,
+         "label": None, "confidence": 1.7, "modalities": {"eda": "broken", "eeg": {"quality": None}},
+         "missing": ["face"], "missing_reasons": {}},
+        {"ts": T0, "seq": 1, "device_id": "wearable-1", "label": 7, "modalities": {"eda": {"weight": -3}}},
+        {"ts": T0 + 10, "seq": 2, "device_id": "wearable-1", "valence": 0.5, "arousal": 0.5, "stress": 0.2,
+         "label": "happy", "confidence": 0.9, "missing": ["face"], "missing_reasons": {"face": "no camera"}},
+    ]
+    source = write_lines(tmp_path / "states.jsonl", odd)
+    out = tmp_path / "r.html"
+    proc = run_cli("report", str(source), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    page = out.read_text()
+    assert page.count('<img data-section="') == len(SECTIONS)
+    assert "<td>face</td>" in page and "no reason given" in page  # a reason that is absent says so
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")
+def test_report_on_an_e4_replay_with_its_tags_shows_every_section(shared_data, mqtt_broker, tmp_path):
+    """The issue's acceptance run: the daemon replays a Stress-Predict subject's E4 folder, the
+    report collects its states from the broker (a persistent session, so none is missed) and
+    the subject's button presses, and Chromium shows every section."""
+    subject = shared_data / "stress-predict" / "Raw_data" / "S02"
+    if not (subject / "EDA.csv").exists():
+        pytest.skip(f"{subject} not found")
+    session = f"report-e4-{tmp_path.name}"[:60]
+    out = tmp_path / "s02.html"
+    common = ["--broker", mqtt_broker.url, "--device-id", "s02", "--session", session, "--out", str(out)]
+    run_cli("report", *common, "--duration", "0.5")  # opens the session; nothing published yet
+    daemon = run_cli("run", "--source", f"replay:e4:{subject}", "--speed", "max", "--duration", "3",
+                     "--broker", mqtt_broker.url, "--device-id", "s02", "--state-dir", str(tmp_path / "state"))
+    assert daemon.returncode == 0, daemon.stderr[-2000:]
+    published = int(re.search(r"stopped: (\d+) states published", daemon.stderr).group(1))
+    proc = run_cli("report", *common, "--duration", "1.5", "--tags", str(subject / "tags_S02.csv"))
+    assert proc.returncode == 0, proc.stderr
+    page = out.read_text()
+    assert published > 20 and f"<dt>states</dt><dd>{published}," in page  # every published state is in
+    assert re.search(r"<dt>models</dt><dd>cardiac [0-9.]+, eda [0-9.]+</dd>", page)
+    assert "<td>start → tag 1</td>" in page  # the replay's clock is the recording's: its tags fall inside
+
+    assert_every_section_on_screen(out, tmp_path)
