@@ -93,9 +93,12 @@ def main(args: argparse.Namespace) -> int:
     title = args.title or f"emotion-edge session: {session.device_id}, {page.utc_clock(float(session.states[0]['ts']))[:10]}"
     figures = plots.report_figures(session.states, session.events, tags)
     html_text = page.render(session, tags, figures, title)
+    partial = out.with_name(out.name + ".part")  # a reader never sees half a page
     try:
-        out.write_text(html_text, encoding="utf-8")
+        partial.write_text(html_text, encoding="utf-8")
+        partial.replace(out)
     except OSError as exc:
+        partial.unlink(missing_ok=True)
         raise ReportSourceError(f"--out {out}: cannot write ({exc.strerror or exc})") from None
     log.info("wrote %s: %d states, %d tags, %d KiB", out, len(session.states), len(tags), len(html_text) // 1024)
     return 0

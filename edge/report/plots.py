@@ -117,7 +117,8 @@ def timeline_png(states: list[dict[str, Any]], line: summary.Timeline, tags: lis
             ax.axhline(0, color="#888888", linewidth=0.6)
         nulls = int(np.isnan(values).sum())
         if nulls:
-            ax.text(1.0, 1.02, f"{nulls} null", transform=ax.transAxes, ha="right", fontsize=8, color="#666666")
+            ax.text(1.02, 0.04, f"{nulls} states null", transform=ax.transAxes, ha="left", va="bottom", fontsize=8,
+                    color="#666666")
     _shade_gaps(list(axes), periods, t0_unix)
     _mark_tags(list(axes), tags, t0_unix, _span(frame))
     for ax in axes:
