@@ -130,7 +130,7 @@ def timeline_png(states: list[dict[str, Any]], line: summary.Timeline, tags: lis
 
 
 def label_ribbon_png(states: list[dict[str, Any]], line: summary.Timeline, tags: list[Tag],
-                     frame: tuple[float, float]) -> bytes:
+                     periods: list[summary.MissingPeriod], frame: tuple[float, float]) -> bytes:
     """One coloured bar per run of a label."""
     t0_unix = frame[0]
     runs = summary.label_runs(states, line)
@@ -140,6 +140,7 @@ def label_ribbon_png(states: list[dict[str, Any]], line: summary.Timeline, tags:
         ax.broken_barh([(_minutes(start, t0_unix), max((end - start) / 60.0, 1e-4))], (0, 1),
                        facecolors=label_colour(label, order), edgecolor="none",
                        hatch="//" if label == "uncertain" else None)
+    _shade_gaps([ax], periods, t0_unix)
     _mark_tags([ax], tags, t0_unix, _span(frame))
     ax.set_xlim(*_span(frame))
     ax.set_ylim(0, 1)
@@ -307,7 +308,7 @@ def report_figures(states: list[dict[str, Any]], events: list[dict[str, Any]], t
     periods = summary.missing_periods(states, line, events)
     return {
         "timeline": timeline_png(states, line, tags, periods, frame),
-        "labels": label_ribbon_png(states, line, tags, frame),
+        "labels": label_ribbon_png(states, line, tags, periods, frame),
         "modalities": modalities_png(states, line, tags, periods, frame),
         "missing": missing_png(states, line, tags, periods, events, frame),
         "circumplex": circumplex_png(states, line),
