@@ -86,12 +86,7 @@ def main(args: argparse.Namespace) -> int:
         if not args.skip_baseline:
             _say(args, f"the obvious way (neurokit2) over {args.baseline_minutes:g} simulated minutes ...")
             report["baseline"] = _run_worker("baseline", args, url, required=False)
-            if "error" not in report["baseline"]:
-                ours = report["pipeline"]["compute_cpu_s_per_hour"]
-                theirs = report["baseline"]["compute_cpu_s_per_hour"]
-                report["speedup_vs_obvious"] = round(theirs / ours, 1) if ours > 0 else None
-        # Absolute times belong to this CPU; ratios measured in the same run travel better between machines.
-        report["ratios"] = _ratios(report)
+        report.update(compare(report))
         report["targets"] = _check_targets(report)
     finally:
         if broker is not None:
@@ -429,20 +424,25 @@ def _check_targets(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _ratios(report: dict[str, Any]) -> dict[str, float | None]:
-    """Figures of one run divided by each other: what carries over to another CPU better than a time."""
+def compare(report: dict[str, Any]) -> dict[str, Any]:
+    """``speedup_vs_obvious`` (neurokit2 compute / the pipeline's) and ``ratios``: figures of one run
+    divided by each other. Absolute times belong to this CPU; ratios travel better between machines."""
     p, c, b = report["pipeline"], report.get("camera", {}), report.get("baseline", {})
-    out: dict[str, float | None] = {}
+    out: dict[str, Any] = {}
+    ratios: dict[str, float | None] = {}
     if b and "error" not in b:
-        out["neurokit2_over_pipeline_compute"] = report.get("speedup_vs_obvious")
+        ours, theirs = p["compute_cpu_s_per_hour"], b["compute_cpu_s_per_hour"]
+        out["speedup_vs_obvious"] = round(theirs / ours, 1) if ours > 0 else None
+        ratios["neurokit2_over_pipeline_compute"] = out["speedup_vs_obvious"]
         for m, theirs in b["by_modality_s_per_hour"].items():
             ours = p["compute_by_modality_s_per_hour"].get(m)
-            out[f"neurokit2_over_pipeline_{m}"] = round(theirs / ours, 1) if ours else None
+            ratios[f"neurokit2_over_pipeline_{m}"] = round(theirs / ours, 1) if ours else None
     if c and "error" not in c:
-        out["face_float_over_int8"] = round(c["float_model_cpu_ms"] / c["model_cpu_ms"], 2) if c["model_cpu_ms"] else None
-        out["face_model_share_of_frame"] = round(c["model_cpu_ms"] / c["frame_cpu_ms"]["mean"], 3)
-        out["full_resolution_over_downscaled_detect"] = round(
+        ratios["face_float_over_int8"] = round(c["float_model_cpu_ms"] / c["model_cpu_ms"], 2) if c["model_cpu_ms"] else None
+        ratios["face_model_share_of_frame"] = round(c["model_cpu_ms"] / c["frame_cpu_ms"]["mean"], 3)
+        ratios["full_resolution_over_downscaled_detect"] = round(
             c["frame_cpu_ms_full_resolution_detect"]["mean"] / c["frame_cpu_ms"]["mean"], 2)
+    out["ratios"] = ratios
     return out
 
 
