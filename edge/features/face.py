@@ -45,7 +45,7 @@ def _cv2() -> Any:
     try:
         import cv2  # lazily: the daemon only pays for it when a camera is configured
     except ImportError:  # OpenCV is the optional [camera] extra
-        raise MissingExtraError("OpenCV (cv2)", "camera", what="face detection") from None
+        raise MissingExtraError("OpenCV (cv2)", "camera", what="the face modality") from None
     return cv2
 
 
