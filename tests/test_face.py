@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -181,6 +182,31 @@ def test_evaluate_cli_scores_every_image_of_a_folder(fer_fixture: Path) -> None:
     pred = np.argmax(TFLiteModel("face").predict_batch(read_faces(paths)), axis=1)
     assert result["accuracy"] == pytest.approx(float(np.mean(pred == labels)))
     assert set(result["per_class_recall"]) == set(FER_LABELS)
+    # none of these made-up images is among the shipped model's training images
+    assert result["training_overlap"] == {"what": "images", "n": 0, "of": 7 * PER_CLASS}
+    assert "warning" not in proc.stderr
+
+
+def test_evaluate_says_how_many_images_the_model_was_trained_on(fer_fixture: Path, tmp_path: Path) -> None:
+    """A manifest's training.seen_images (what `train face` records) against the evaluated folder."""
+    from edge.models import models_dir
+    from edge.tools.seen_images import write_seen
+
+    models = tmp_path / "models"
+    models.mkdir()
+    for f in ("face.tflite", "face.float.tflite", "face.json"):
+        shutil.copy(models_dir() / f, models / f)
+    paths, _ = list_fer2013(fer_fixture)
+    manifest = json.loads((models / "face.json").read_text())
+    manifest["training"]["seen_images"] = write_seen(models, "face", paths[::3])
+    (models / "face.json").write_text(json.dumps(manifest))
+    proc = run_cli("models", "evaluate", str(models / "face.tflite"), "--dataset", f"fer2013:{fer_fixture}", "--json",
+                   check=True)
+    n_seen = len(paths[::3])
+    assert json.loads(proc.stdout)["training_overlap"] == {"what": "images", "n": n_seen, "of": len(paths)}
+    assert proc.stderr.strip().splitlines() == [
+        f"warning: {n_seen} of {len(paths)} images here were in {models / 'face.tflite'}'s training data "
+        "(its manifest's training record); figures on them are not held-out"], proc.stderr
 
 
 def test_shipped_face_model_on_held_out_fer2013(shared_data: Path) -> None:
