@@ -195,10 +195,13 @@ def main(args: argparse.Namespace) -> int:
     def say(line: str) -> None:
         print(line, flush=True)
 
-    if args.system:
-        init_system(args.root, args.config, args.force, say)
-    else:
-        if args.root != Path("/"):
-            raise InitError("init --root: only with --system (a user's config goes to --config FILE)")
-        init_user(args.config, args.force, say)
+    if args.root != Path("/") and not args.system:
+        raise InitError("init --root: only with --system (a user's config goes to --config FILE)")
+    try:
+        if args.system:
+            init_system(args.root, args.config, args.force, say)
+        else:
+            init_user(args.config, args.force, say)
+    except OSError as exc:  # a folder that cannot be made, a file that cannot be written
+        raise InitError(f"init: {exc.filename or ''}: {exc.strerror or exc}") from None
     return 0

@@ -112,3 +112,11 @@ def test_init_refuses_what_it_cannot_do_in_one_line(tmp_path):
         proc = _run("init", *args, env=env)
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1 and words in lines[0], proc.stderr
+
+
+def test_a_config_that_cannot_be_written_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    proc = _run("init", "--config", str(blocker / "sub" / "emotion-edge.toml"), env=_user_env(tmp_path / "home"))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and str(blocker) in lines[0], proc.stderr
