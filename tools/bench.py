@@ -18,6 +18,10 @@ What it runs (each measured in its own fresh process, so one figure does not pol
    compared with the pipeline's own compute (features + int8 inference) per simulated hour.
 
 ``--minutes N`` shortens the simulated hour; ``--json`` prints the figures as one JSON object.
+Times depend on the CPU as much as on the code, so the report names the CPU (``cpu``: model and the
+flags that change inference speed, e.g. ``avx512_vnni``) and gives ratios of figures measured in
+the same run (``ratios``: neurokit2 / pipeline, face float / int8, ...), which carry over between
+machines better (docs/benchmarks.md).
 Targets (one core): start-up <= 2 s, RSS <= 150 MB, p99 <= 50 ms, >= 200x real time.
 """
 
@@ -467,7 +471,8 @@ def format_report(r: dict[str, Any]) -> str:
         f"camera path: {c['error']}" if "error" in c else
         f"camera path ({c['video']}, {c['frames']} frames {c['frame_shape']}, {c['frames_with_face']} with a face): "
         f"{c['frame_cpu_ms']['mean']} CPU ms per frame (p50 {c['frame_cpu_ms']['p50']}, p99 {c['frame_cpu_ms']['p99']}; "
-        f"detection at {c['detect_width_px']} px wide; face model {c['model_cpu_ms']} ms) = {c['frames_per_cpu_s']} "
+        f"detection at {c['detect_width_px']} px wide; face model {c['model_cpu_ms']} ms, its float twin "
+        f"{c.get('float_model_cpu_ms')} ms) = {c['frames_per_cpu_s']} "
         f"frames per CPU s; detecting at full resolution: {c['frame_cpu_ms_full_resolution_detect']['mean']} ms",
     ]
     if "baseline" in r and "error" in r["baseline"]:
