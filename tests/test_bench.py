@@ -10,7 +10,8 @@ import pytest
 from edge.models import TFLiteModel
 from edge.tools import bench
 
-MINUTES = 5.0  # the eda/cardiac windows are 300 s: one window each (neurokit2 takes ~1.5 s per ECG window), 149 EEG windows
+# eda/cardiac windows are 300 s: one window each (neurokit2 takes ~1.5 s per ECG window); 149 EEG windows
+MINUTES = 5.0
 
 
 def test_the_comparison_runs_on_the_shipped_models(mqtt_broker):

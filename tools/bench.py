@@ -442,7 +442,8 @@ def compare(report: dict[str, Any]) -> dict[str, Any]:
             ours = p["compute_by_modality_s_per_hour"].get(m)
             ratios[f"neurokit2_over_pipeline_{m}"] = round(theirs / ours, 1) if ours else None
     if c and "error" not in c:
-        ratios["face_float_over_int8"] = round(c["float_model_cpu_ms"] / c["model_cpu_ms"], 2) if c["model_cpu_ms"] else None
+        int8_ms = c["model_cpu_ms"]
+        ratios["face_float_over_int8"] = round(c["float_model_cpu_ms"] / int8_ms, 2) if int8_ms else None
         ratios["face_model_share_of_frame"] = round(c["model_cpu_ms"] / c["frame_cpu_ms"]["mean"], 3)
         ratios["full_resolution_over_downscaled_detect"] = round(
             c["frame_cpu_ms_full_resolution_detect"]["mean"] / c["frame_cpu_ms"]["mean"], 2)

@@ -91,7 +91,8 @@ def _evaluate(args) -> int:
     kind, path = parse_dataset(args.dataset)
     evaluator = resolve(EVALUATORS, kind, "dataset kind")
     unit = "images" if kind == "fer2013" else "subjects"
-    args.progress = Progress(f"models evaluate {args.name}", unit, say=lambda line: print(line, file=sys.stderr, flush=True))
+    args.progress = Progress(f"models evaluate {args.name}", unit,
+                             say=lambda line: print(line, file=sys.stderr, flush=True))
     result = evaluator(args.name, path, args)
     warning = overlap_warning(args.name, result.get("training_overlap"))
     if warning:  # on stderr, so --json output stays one object
