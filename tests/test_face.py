@@ -348,6 +348,12 @@ def test_train_face_cli_end_to_end_writes_a_loadable_int8_model(tmp_path: Path) 
     probs = model.predict_batch(read_faces(list_fer2013(data)[0][:3]))
     assert probs.shape == (3, 7) and np.allclose(probs.sum(axis=1), 1.0, atol=0.05)
     assert set(manifest["metrics"]["heldout_test"]) == {"float", "int8"}
+    # its own version (not the shipped one's), and the images it trained on (train and val parts) recorded,
+    # so evaluating it on its own training folder says how many it has seen
+    assert manifest["version"].endswith(f"+local.{manifest['sha256'][:8]}"), manifest["version"]
+    assert manifest["training"]["seen_images"]["n"] == 7 * 20 - 14
+    ev = run_cli("models", "evaluate", str(out / "face.tflite"), "--dataset", f"fer2013:{data}", "--json", check=True)
+    assert json.loads(ev.stdout)["training_overlap"] == {"what": "images", "n": 7 * 20 - 14, "of": 7 * 20}
 
     # a warm restart from that run: one resolution, its source named by sha256, the same split
     again = tmp_path / "restart"
