@@ -32,12 +32,26 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "homeassistant": ("edge.homeassistant", "show or remove the Home Assistant MQTT discovery configs"),
     "train": ("edge.tools.train", "train a modality's model on a dataset"),
     "models": ("edge.tools.models_cli", "list, inspect, quantize, evaluate and benchmark models"),
+    "init": ("edge.init_cli", "write a commented config and the state dir (--system: service user and unit too)"),
 }
+
+
+def installed_version() -> str:
+    """The installed distribution's version (the wheel's metadata), else the package's own."""
+    from importlib import metadata  # noqa: PLC0415
+
+    try:
+        return metadata.version("emotion-edge")
+    except metadata.PackageNotFoundError:
+        from edge import __version__  # noqa: PLC0415
+
+        return __version__
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
     parser = argparse.ArgumentParser(prog="emotion-edge", description="On-device multimodal emotion engine.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument("--version", action="version", version=f"emotion-edge {installed_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules: dict[str, object] = {}
     for name, (module_name, help_text) in COMMANDS.items():

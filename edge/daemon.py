@@ -36,7 +36,7 @@ from edge import sdnotify
 from edge.baseline_store import SAVE_EVERY_S, load_baselines, save_baselines, store_path
 from edge.calibration import Calibrator
 from edge.config import Config
-from edge.errors import EmotionEdgeError, ModelIntegrityError
+from edge.errors import EmotionEdgeError, MissingExtraError, ModelIntegrityError
 from edge.estimators import (DEFAULT_WINDOWS, MODALITY_STREAMS, EstimateUnavailable, Estimator, FrameWindow,
                              StreamWindow, make_estimator)
 from edge.fusion import FusedState, FusionParams, ModalityEstimate, Smoother, fuse, staleness_factor
@@ -429,6 +429,9 @@ def load_estimators(config: Config) -> tuple[dict[str, Estimator], dict[str, str
                                            detect_width_px=config.face.detect_width_px)
             log.info("model %s %s loaded (%s, window %g s, hop %g s)", m, model.version, model.runtime,
                      window.length_s, window.hop_s)
+        except MissingExtraError as exc:  # face without OpenCV: a camera source says so as an error itself
+            log.info("model %s: not loaded: %s", m, exc)
+            reasons[m] = f"model not loaded: {exc}"
         except EmotionEdgeError as exc:
             log.error("%s", exc)
             reasons[m] = f"model not loaded: {exc}"

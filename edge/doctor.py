@@ -578,19 +578,28 @@ def _check_ble(what: str, target: str) -> Check:
 
 
 def _check_camera(what: str, spec: str, target: str) -> Check:
+    import re  # noqa: PLC0415
+
+    from edge.errors import MissingExtraError  # noqa: PLC0415
+
     source_target = target.partition("?")[0].strip()
-    if "!" in source_target:
-        return Check(WARN, what, "GStreamer pipeline: not opened by doctor")
-    if source_target.isdigit():
+    pipeline = "!" in source_target
+    if not pipeline and source_target.isdigit():
         node = Path(f"/dev/video{source_target}")
         if not node.exists():
             return Check(FAIL, what, f"camera index {source_target}: {node} not found")
-    elif not source_target.startswith("/dev/") and "://" not in source_target and not Path(source_target).is_file():
+    elif (not pipeline and not source_target.startswith("/dev/") and "://" not in source_target
+          and not Path(source_target).is_file()):
         return Check(FAIL, what, f"video file {source_target} not found")
     try:
         import cv2  # noqa: PLC0415
     except ImportError:
-        return Check(FAIL, what, "OpenCV (cv2) is not installed: pip install opencv-python-headless")
+        return Check(FAIL, what, str(MissingExtraError("OpenCV (cv2)", "camera")))
+    if pipeline:
+        if not re.search(r"GStreamer:\s*YES", cv2.getBuildInformation()):
+            return Check(FAIL, what, f"this OpenCV ({cv2.__version__}) has no GStreamer (the pip wheels never do): "
+                                     "use the distribution's python3-opencv, see docs/deploy.md")
+        return Check(WARN, what, "GStreamer pipeline: OpenCV has GStreamer; the pipeline is not opened by doctor")
     cap = cv2.VideoCapture(int(source_target) if source_target.isdigit() else source_target)
     try:
         if not cap.isOpened():

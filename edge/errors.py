@@ -36,9 +36,9 @@ class DatasetError(EmotionEdgeError):
 class MissingExtraError(EmotionEdgeError):
     """A command needs a package from an optional extra that is not installed."""
 
-    def __init__(self, package: str, extra: str):
+    def __init__(self, package: str, extra: str, what: str = ""):
         self.package, self.extra = package, extra
-        super().__init__(f"needs {package}, which comes with the [{extra}] extra: "
+        super().__init__(f"{what + ' ' if what else ''}needs {package}, which comes with the [{extra}] extra: "
                          f"pip install 'emotion-edge[{extra}]'")
 
 

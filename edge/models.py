@@ -23,6 +23,7 @@ from edge.errors import ModelIntegrityError, RuntimeMissingError
 from edge.native_output import native_output_filtered
 
 MODEL_NAMES = ("face", "eda", "cardiac", "eeg")
+DRAFT_SUFFIX = ".draft.json"  # a training bundle's manifest draft (edge.tools.quantize), not a model
 
 
 def models_dir() -> Path:
@@ -205,10 +206,15 @@ class TFLiteModel:
 
 
 def list_models(directory: Path | None = None) -> list[dict[str, Any]]:
-    """Every manifest in the models folder, with an ``ok`` flag from the sha256 check."""
+    """Every manifest in the models folder, with an ``ok`` flag from the sha256 check.
+
+    ``<name>.draft.json`` (the half-manifest ``train`` leaves beside its ``.keras``) is not a model.
+    """
     directory = directory or models_dir()
     rows = []
     for manifest_path in sorted(directory.glob("*.json")):
+        if manifest_path.name.endswith(DRAFT_SUFFIX):
+            continue
         try:
             manifest = load_manifest(manifest_path)
             verify_model_file(manifest_path.with_suffix(".tflite"), manifest)

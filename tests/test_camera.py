@@ -158,3 +158,30 @@ def test_a_live_camera_that_never_opens_is_an_error():
     source = CameraSource("97", None)  # no /dev/video97
     with pytest.raises(SourceError, match="cannot open camera 97"):
         collect(source)
+
+
+def test_without_opencv_a_camera_source_says_what_to_install_and_the_rest_runs(clip, tmp_path, mqtt_broker):
+    """A physiology-only install has no OpenCV: simulated by making cv2's import fail in the daemon's process."""
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT, load_test_module
+
+    collector = load_test_module("test_daemon").Collector(mqtt_broker, device="nocv")
+    code = "import sys; sys.modules['cv2'] = None; from edge.cli import main; sys.exit(main(sys.argv[1:]))"
+    try:
+        proc = subprocess.run([sys.executable, "-c", code, "run", "--source", f"camera:{clip}",
+                               "--source", "simulate:duration=40,seed=1", "--speed", "max", "--broker", mqtt_broker.url,
+                               "--device-id", "nocv", "--state-dir", str(tmp_path / "state")],
+                              capture_output=True, text=True, timeout=120, cwd=REPO_ROOT / "tests")
+        assert proc.returncode == 0, proc.stderr
+        assert collector.wait_for(lambda c: c.statuses()[-1:] == ["offline"])
+        states = collector.states()
+    finally:
+        collector.close()
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and f"source camera:{clip} failed" in errors[0], errors
+    assert "pip install 'emotion-edge[camera]'" in errors[0]
+    assert states and all("eeg" in s["modalities"] for s in states), states[-1:]
+    assert "emotion-edge[camera]" in states[-1]["missing_reasons"]["face"], states[-1]

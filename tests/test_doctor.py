@@ -289,3 +289,17 @@ def test_serial_ble_camera_and_replay_sources(mqtt_broker, tmp_path):
     assert "none.mp4 not found" in line_for(lines, "source camera:")
     assert line_for(lines, "source replay:e4:").startswith("FAIL") and "not found" in line_for(lines, "source replay")
     assert "unknown device 'mus'" in line_for(lines, "source ble:mus:")
+
+
+def test_a_gstreamer_camera_pipeline_is_checked_against_this_opencv(mqtt_broker, tmp_path):
+    """CSI cameras need OpenCV built with GStreamer; the pip wheels never are (docs/deploy.md)."""
+    cv2 = pytest.importorskip("cv2")
+    import re
+
+    pipeline = "libcamerasrc ! video/x-raw,width=640,height=480 ! videoconvert ! appsink"
+    rc, lines, _ = doctor("--broker", mqtt_broker.url, "--state-dir", str(tmp_path), "--source", f"camera:{pipeline}")
+    line = line_for(lines, "source camera:")
+    if re.search(r"GStreamer:\s*YES", cv2.getBuildInformation()):
+        assert line.startswith("warn") and "not opened by doctor" in line, line
+    else:
+        assert rc == 1 and line.startswith("FAIL") and "no GStreamer" in line and "docs/deploy.md" in line, line

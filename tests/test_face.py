@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -181,6 +182,31 @@ def test_evaluate_cli_scores_every_image_of_a_folder(fer_fixture: Path) -> None:
     pred = np.argmax(TFLiteModel("face").predict_batch(read_faces(paths)), axis=1)
     assert result["accuracy"] == pytest.approx(float(np.mean(pred == labels)))
     assert set(result["per_class_recall"]) == set(FER_LABELS)
+    # none of these made-up images is among the shipped model's training images
+    assert result["training_overlap"] == {"what": "images", "n": 0, "of": 7 * PER_CLASS}
+    assert "warning" not in proc.stderr
+
+
+def test_evaluate_says_how_many_images_the_model_was_trained_on(fer_fixture: Path, tmp_path: Path) -> None:
+    """A manifest's training.seen_images (what `train face` records) against the evaluated folder."""
+    from edge.models import models_dir
+    from edge.tools.seen_images import write_seen
+
+    models = tmp_path / "models"
+    models.mkdir()
+    for f in ("face.tflite", "face.float.tflite", "face.json"):
+        shutil.copy(models_dir() / f, models / f)
+    paths, _ = list_fer2013(fer_fixture)
+    manifest = json.loads((models / "face.json").read_text())
+    manifest["training"]["seen_images"] = write_seen(models, "face", paths[::3])
+    (models / "face.json").write_text(json.dumps(manifest))
+    proc = run_cli("models", "evaluate", str(models / "face.tflite"), "--dataset", f"fer2013:{fer_fixture}", "--json",
+                   check=True)
+    n_seen = len(paths[::3])
+    assert json.loads(proc.stdout)["training_overlap"] == {"what": "images", "n": n_seen, "of": len(paths)}
+    assert proc.stderr.strip().splitlines() == [
+        f"warning: {n_seen} of {len(paths)} images here were in {models / 'face.tflite'}'s training data "
+        "(its manifest's training record); figures on them are not held-out"], proc.stderr
 
 
 def test_shipped_face_model_on_held_out_fer2013(shared_data: Path) -> None:
@@ -322,6 +348,12 @@ def test_train_face_cli_end_to_end_writes_a_loadable_int8_model(tmp_path: Path) 
     probs = model.predict_batch(read_faces(list_fer2013(data)[0][:3]))
     assert probs.shape == (3, 7) and np.allclose(probs.sum(axis=1), 1.0, atol=0.05)
     assert set(manifest["metrics"]["heldout_test"]) == {"float", "int8"}
+    # its own version (not the shipped one's), and the images it trained on (train and val parts) recorded,
+    # so evaluating it on its own training folder says how many it has seen
+    assert manifest["version"].endswith(f"+local.{manifest['sha256'][:8]}"), manifest["version"]
+    assert manifest["training"]["seen_images"]["n"] == 7 * 20 - 14
+    ev = run_cli("models", "evaluate", str(out / "face.tflite"), "--dataset", f"fer2013:{data}", "--json", check=True)
+    assert json.loads(ev.stdout)["training_overlap"] == {"what": "images", "n": 7 * 20 - 14, "of": 7 * 20}
 
     # a warm restart from that run: one resolution, its source named by sha256, the same split
     again = tmp_path / "restart"

@@ -57,6 +57,8 @@ def test_quantize_round_trip_keeps_accuracy(tiny_bundle):
     assert "auroc: float" in proc.stdout and "int8" in proc.stdout
     manifest = json.loads((out / "tiny.json").read_text())
     assert manifest["input_tensor"]["dtype"] == "int8"
+    # its own version, not the trainer's: the draft's with a local label naming its bytes
+    assert manifest["version"] == f"0.0.1+local.{manifest['sha256'][:8]}"
     assert all(t["dtype"] == "int8" for t in manifest["output_tensors"])
     check = manifest["metrics"]["quantize_check"]
     assert check["int8"]["auroc"] > 0.9
@@ -146,3 +148,27 @@ def test_daemon_never_imports_tensorflow_or_heavy_libraries():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "", f"daemon modules pulled in: {proc.stdout.strip()}"
+
+
+def test_a_local_version_names_the_models_own_bytes():
+    from edge.tools.quantize import local_version
+
+    assert local_version("1.1.0", "3f2a9c01deadbeef") == "1.1.0+local.3f2a9c01"
+    assert local_version("1.0.0+deap", "3f2a9c01deadbeef") == "1.0.0+deap.local.3f2a9c01"
+
+
+def test_a_training_draft_in_the_models_folder_breaks_neither_list_nor_doctor(tmp_path):
+    """``train`` leaves <name>.draft.json beside its model; it is not a manifest of its own."""
+    for f in ("eda.tflite", "eda.float.tflite", "eda.json"):
+        shutil.copy(models_dir() / f, tmp_path / f)
+    draft = {k: v for k, v in json.loads((tmp_path / "eda.json").read_text()).items()
+             if k in ("name", "task", "version", "outputs", "preprocessing", "training")}
+    (tmp_path / "eda.draft.json").write_text(json.dumps(draft))
+    listed = run_cli("models", "list", env={"EMOTION_EDGE_MODELS_DIR": str(tmp_path)}, check=True)
+    rows = [line for line in listed.stdout.splitlines() if not line.startswith("(")]
+    assert len(rows) == 1 and rows[0].startswith("eda ") and rows[0].endswith("ok"), listed.stdout
+    doctor = run_cli("doctor", "--models-dir", str(tmp_path), "--source", "simulate:streams=eda",
+                     "--broker", "mqtt://127.0.0.1:9", "--timeout", "0.5", "--state-dir", str(tmp_path / "state"))
+    model_lines = [line for line in doctor.stdout.splitlines() if "model " in line]
+    assert any("model eda" in line and "sha256 matches" in line for line in model_lines), doctor.stdout
+    assert "eda.draft" not in doctor.stdout and "missing key" not in doctor.stdout, doctor.stdout

@@ -146,6 +146,11 @@ def test_evaluate_cli_scores_eda_on_the_fixture(dataset: Path):
     labelled = sum(int((t["coverage"] >= 0.5).sum()) for t in tables.values())
     assert result["n"] == labelled  # every labelled window of both subjects has clean EDA and is scored
     assert result["subject_ids"] == ["S01", "S02"]
+    # S02 is among the shipped model's training subjects (its manifest's training.subjects_train): said once
+    assert result["training_overlap"] == {"what": "subjects", "n": 1, "of": 2, "ids": ["S02"]}
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == ["warning: 1 of 2 subjects here were in eda's training data (its manifest's training record); "
+                        "figures on them are not held-out"], proc.stderr
     # the figures are the shipped int8 model's own predictions on those windows, scored as documented
     from edge.models import TFLiteModel
     from edge.tools.metrics import stress_metrics

@@ -18,6 +18,10 @@ What it runs (each measured in its own fresh process, so one figure does not pol
    compared with the pipeline's own compute (features + int8 inference) per simulated hour.
 
 ``--minutes N`` shortens the simulated hour; ``--json`` prints the figures as one JSON object.
+Times depend on the CPU as much as on the code, so the report names the CPU (``cpu``: model and the
+flags that change inference speed, e.g. ``avx512_vnni``) and gives ratios of figures measured in
+the same run (``ratios``: neurokit2 / pipeline, face float / int8, ...), which carry over between
+machines better (docs/benchmarks.md).
 Targets (one core): start-up <= 2 s, RSS <= 150 MB, p99 <= 50 ms, >= 200x real time.
 """
 
@@ -75,7 +79,7 @@ def main(args: argparse.Namespace) -> int:
         broker = EmbeddedBroker("127.0.0.1", 0)
         url = f"mqtt://127.0.0.1:{broker.start()}"
     try:
-        report: dict[str, Any] = {"machine": _machine(), "broker": "embedded" if broker else _mask(url),
+        report: dict[str, Any] = {"machine": _machine(), "cpu": cpu_info(), "broker": "embedded" if broker else _mask(url),
                                   "simulated_minutes": args.minutes}
         _say(args, "start-up ...")
         report["startup"] = measure_startup(url)
@@ -86,10 +90,7 @@ def main(args: argparse.Namespace) -> int:
         if not args.skip_baseline:
             _say(args, f"the obvious way (neurokit2) over {args.baseline_minutes:g} simulated minutes ...")
             report["baseline"] = _run_worker("baseline", args, url, required=False)
-            if "error" not in report["baseline"]:
-                ours = report["pipeline"]["compute_cpu_s_per_hour"]
-                theirs = report["baseline"]["compute_cpu_s_per_hour"]
-                report["speedup_vs_obvious"] = round(theirs / ours, 1) if ours > 0 else None
+        report.update(compare(report))
         report["targets"] = _check_targets(report)
     finally:
         if broker is not None:
@@ -293,12 +294,17 @@ def worker_camera(args: argparse.Namespace) -> dict[str, Any]:
     for _ in range(200):
         model.predict(np.zeros((48, 48, 1), np.float32))
     model_ms = (time.process_time() - t0) / 200 * 1000
+    float_model = TFLiteModel("face", variant="float")
+    t0 = time.process_time()
+    for _ in range(200):
+        float_model.predict(np.zeros((48, 48, 1), np.float32))
+    float_model_ms = (time.process_time() - t0) / 200 * 1000
     d, f = np.array(per_frame) * 1000, np.array(per_frame_full) * 1000
     return {"video": str(args.video or "synthetic 640x480 MJPG"), "frames": len(frames), "frames_with_face": faces,
             "frame_shape": list(frames[0].shape), "detect_width_px": config.face.detect_width_px,
             "frame_cpu_ms": {"p50": _pct(d, 50), "p99": _pct(d, 99), "mean": round(float(d.mean()), 2)},
             "frame_cpu_ms_full_resolution_detect": {"p50": _pct(f, 50), "mean": round(float(f.mean()), 2)},
-            "model_cpu_ms": round(model_ms, 3),
+            "model_cpu_ms": round(model_ms, 3), "float_model_cpu_ms": round(float_model_ms, 3),
             "frames_per_cpu_s": round(1000.0 / float(d.mean()), 1)}
 
 
@@ -348,33 +354,41 @@ def worker_baseline(args: argparse.Namespace) -> dict[str, Any]:
     cpu: dict[str, float] = {}
     windows: dict[str, int] = {}
 
-    def windows_of(m: str, stream: str) -> list[np.ndarray]:
+    def windows_of(m: str, stream: str) -> list[tuple[float, np.ndarray]]:
+        """(end in s, samples) of each window, as the daemon cuts them."""
         rate = RATES_HZ[stream]
         ends = np.arange(spec[m].length_s, sim_s + 1e-9, spec[m].hop_s)
-        return [sig[stream][int((e - spec[m].length_s) * rate):int(e * rate)] for e in ends]
+        return [(float(e), sig[stream][int((e - spec[m].length_s) * rate):int(e * rate)]) for e in ends]
+
+    # A model from 1.1.0 takes its features beside their deviation from the trailing baseline (23 -> 46
+    # inputs for eda): build its inputs as the daemon's estimators do, or the comparison feeds it half.
+    as_trained = {m: _trained_input(models[m].manifest) for m in ("eda", "cardiac")}
 
     t0 = _cpu_s()
     n = 0
-    for w in windows_of("eda", "eda"):
+    for end_s, w in windows_of("eda", "eda"):
         nk.eda_process(w[:, 0], sampling_rate=int(RATES_HZ["eda"]))
-        models["eda"].predict(np.nan_to_num(eda.eda_features(w[:, 0], RATES_HZ["eda"])))
+        features = np.nan_to_num(eda.eda_features(w[:, 0], RATES_HZ["eda"]))
+        models["eda"].predict(as_trained["eda"](end_s, features))
         n += 1
     cpu["eda"], windows["eda"] = _cpu_s() - t0, n
 
     t0 = _cpu_s()
     n = 0
-    for w in windows_of("cardiac", "ecg"):
+    for end_s, w in windows_of("cardiac", "ecg"):
         signals, info = nk.ecg_process(w[:, 0], sampling_rate=int(RATES_HZ["ecg"]))
         peaks = np.asarray(info["ECG_R_Peaks"])
         ibi = np.diff(peaks) / RATES_HZ["ecg"] * 1000.0
-        models["cardiac"].predict(np.nan_to_num(cardiac.hrv_features(ibi)))
+        beat_s = peaks[1:] / RATES_HZ["ecg"]
+        features = np.nan_to_num(cardiac.hrv_features(ibi, beat_s - beat_s[:1]))
+        models["cardiac"].predict(as_trained["cardiac"](end_s, features))
         n += 1
     cpu["cardiac"], windows["cardiac"] = _cpu_s() - t0, n
 
     t0 = _cpu_s()
     n = 0
     rate = RATES_HZ["eeg"]
-    for w in windows_of("eeg", "eeg"):
+    for _end_s, w in windows_of("eeg", "eeg"):
         freqs, psd = welch(w, fs=rate, nperseg=int(2 * rate), axis=0)
         for lo, hi in ((4, 8), (8, 13), (13, 30), (30, 45)):
             psd[(freqs >= lo) & (freqs < hi)].sum(axis=0) * (freqs[1] - freqs[0])
@@ -388,6 +402,16 @@ def worker_baseline(args: argparse.Namespace) -> dict[str, Any]:
             "by_modality_s_per_hour": {m: round(v / hours, 3) for m, v in cpu.items()},
             "method": "neurokit2 eda_process / ecg_process per window, scipy.signal.welch band powers, float TFLite models",
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)}
+
+
+def _trained_input(manifest: dict[str, Any]) -> Any:
+    """(end_s, features) -> the model's input: the features alone, or beside their trailing-baseline deviation."""
+    from edge.features.baseline import TrailingBaseline, trailing_span_s  # noqa: PLC0415
+
+    span_s = trailing_span_s(manifest.get("preprocessing") or {})
+    if span_s <= 0:
+        return lambda _end_s, features: features
+    return TrailingBaseline(span_s).model_input
 
 
 # -- report ----------------------------------------------------------------------------------------
@@ -404,10 +428,35 @@ def _check_targets(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def compare(report: dict[str, Any]) -> dict[str, Any]:
+    """``speedup_vs_obvious`` (neurokit2 compute / the pipeline's) and ``ratios``: figures of one run
+    divided by each other. Absolute times belong to this CPU; ratios travel better between machines."""
+    p, c, b = report["pipeline"], report.get("camera", {}), report.get("baseline", {})
+    out: dict[str, Any] = {}
+    ratios: dict[str, float | None] = {}
+    if b and "error" not in b:
+        ours, theirs = p["compute_cpu_s_per_hour"], b["compute_cpu_s_per_hour"]
+        out["speedup_vs_obvious"] = round(theirs / ours, 1) if ours > 0 else None
+        ratios["neurokit2_over_pipeline_compute"] = out["speedup_vs_obvious"]
+        for m, theirs in b["by_modality_s_per_hour"].items():
+            ours = p["compute_by_modality_s_per_hour"].get(m)
+            ratios[f"neurokit2_over_pipeline_{m}"] = round(theirs / ours, 1) if ours else None
+    if c and "error" not in c:
+        int8_ms = c["model_cpu_ms"]
+        ratios["face_float_over_int8"] = round(c["float_model_cpu_ms"] / int8_ms, 2) if int8_ms else None
+        ratios["face_model_share_of_frame"] = round(c["model_cpu_ms"] / c["frame_cpu_ms"]["mean"], 3)
+        ratios["full_resolution_over_downscaled_detect"] = round(
+            c["frame_cpu_ms_full_resolution_detect"]["mean"] / c["frame_cpu_ms"]["mean"], 2)
+    out["ratios"] = ratios
+    return out
+
+
 def format_report(r: dict[str, Any]) -> str:
     p, s, c = r["pipeline"], r["startup"], r["camera"]
+    cpu = r.get("cpu") or {}
     lines = [
         f"emotion-edge bench — {r['machine']}; broker {r['broker']}",
+        f"CPU: {cpu.get('model', '?')}; flags that change inference speed: {', '.join(cpu.get('speed_flags') or []) or 'none'}",
         f"start-up (process start -> models loaded + broker connected): {s['ready_s_median']:.2f} s median "
         f"of {s['ready_s_all']} ({', '.join(s['models_loaded'])})",
         f"pipeline: {p['simulated_s'] / 60:g} simulated min of EEG 256 Hz x4 + ECG 130 Hz + EDA 4 Hz in "
@@ -423,7 +472,8 @@ def format_report(r: dict[str, Any]) -> str:
         f"camera path: {c['error']}" if "error" in c else
         f"camera path ({c['video']}, {c['frames']} frames {c['frame_shape']}, {c['frames_with_face']} with a face): "
         f"{c['frame_cpu_ms']['mean']} CPU ms per frame (p50 {c['frame_cpu_ms']['p50']}, p99 {c['frame_cpu_ms']['p99']}; "
-        f"detection at {c['detect_width_px']} px wide; face model {c['model_cpu_ms']} ms) = {c['frames_per_cpu_s']} "
+        f"detection at {c['detect_width_px']} px wide; face model {c['model_cpu_ms']} ms, its float twin "
+        f"{c.get('float_model_cpu_ms')} ms) = {c['frames_per_cpu_s']} "
         f"frames per CPU s; detecting at full resolution: {c['frame_cpu_ms_full_resolution_detect']['mean']} ms",
     ]
     if "baseline" in r and "error" in r["baseline"]:
@@ -433,6 +483,8 @@ def format_report(r: dict[str, Any]) -> str:
         lines.append(f"the obvious way ({b['method']}; {b['simulated_s'] / 60:g} simulated min): "
                      f"{b['compute_cpu_s_per_hour']:.1f} CPU s per hour {b['by_modality_s_per_hour']}, "
                      f"peak RSS {b['peak_rss_mb']:.0f} MB -> the pipeline's compute is {r['speedup_vs_obvious']}x cheaper")
+    if r.get("ratios"):
+        lines.append("ratios (same run, same CPU): " + ", ".join(f"{k} {v}" for k, v in r["ratios"].items()))
     lines.append("targets: " + "; ".join(f"{k} {v['measured']} (target {v['target']}) {'met' if v['met'] else 'NOT met'}"
                                         for k, v in r["targets"].items()))
     return "\n".join(lines)
@@ -451,6 +503,32 @@ def _machine() -> str:
     import platform  # noqa: PLC0415
 
     return f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs (shared)"
+
+
+# CPU features that change int8/float inference speed: x86 SIMD widths and int8 dot products, Arm's
+# dot-product (asimddp) and int8 matrix (i8mm) extensions.
+SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimd", "asimddp", "i8mm", "sve")
+
+
+def cpu_info(cpuinfo: str | None = None) -> dict[str, Any]:
+    """{"model": the CPU's name, "speed_flags": [...]} from /proc/cpuinfo (x86 and Arm layouts)."""
+    import platform  # noqa: PLC0415
+
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            cpuinfo = ""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip().lower(), value.strip())
+    model = (fields.get("model name") or fields.get("model") or fields.get("hardware")
+             or (f"Arm CPU part {fields['cpu part']}" if "cpu part" in fields else "") or platform.processor()
+             or platform.machine())
+    flags = set((fields.get("flags") or fields.get("features") or "").split())
+    return {"model": model, "speed_flags": [f for f in SPEED_FLAGS if f in flags]}
 
 
 def _mask(url: str) -> str:

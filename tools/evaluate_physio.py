@@ -60,6 +60,7 @@ def _predict(model: TFLiteModel, modality: str, tables: dict[str, dict[str, np.n
 def evaluate_stress_predict(name_or_path: str, dataset_path: Path, args: argparse.Namespace) -> dict[str, Any]:
     """AUROC, balanced accuracy (threshold 0.5) and n windows of a model (or the fused pair) on Stress-Predict."""
     variant = getattr(args, "variant", "int8") or "int8"
+    progress = getattr(args, "progress", None)
     names = ["eda", "cardiac"] if name_or_path == "stress" else [name_or_path]
     models = [TFLiteModel(n, variant=variant) for n in names]
     modalities = [_modality_of(m) for m in models]
@@ -69,7 +70,8 @@ def evaluate_stress_predict(name_or_path: str, dataset_path: Path, args: argpars
     if len(hops) != 1:
         raise ModelIntegrityError(f"models {', '.join(names)}: different hops {sorted(hops)}; cannot fuse")
     tables = sp.load_dataset(Path(dataset_path), eda_window_s=windows.get("eda", sp.EDA_WINDOW_S),
-                             cardiac_window_s=windows.get("cardiac", sp.CARDIAC_WINDOW_S), hop_s=hops.pop())
+                             cardiac_window_s=windows.get("cardiac", sp.CARDIAC_WINDOW_S), hop_s=hops.pop(),
+                             on_subject=progress)
     preds = {m: _predict(model, m, tables, windows[m]) for m, model in zip(modalities, models)}
     if len(preds) == 1:
         combined = next(iter(preds.values()))
@@ -80,6 +82,9 @@ def evaluate_stress_predict(name_or_path: str, dataset_path: Path, args: argpars
     labelled = sum(int((t["coverage"] >= COVERAGE_MIN).sum()) for t in tables.values())
     if result["n"] == 0:
         raise DatasetError(f"stress-predict {dataset_path}: no window had usable signals for {name_or_path}")
+    trained_on = set().union(*((m.manifest.get("training") or {}).get("subjects_train") or () for m in models))
     result.update({"model": name_or_path, "variant": variant, "windows_labelled": labelled,
-                   "subject_ids": sorted(tables)})
+                   "subject_ids": sorted(tables),
+                   "training_overlap": {"what": "subjects", "n": len(trained_on & set(tables)), "of": len(tables),
+                                        "ids": sorted(trained_on & set(tables))}})
     return result

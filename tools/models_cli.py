@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -85,15 +86,32 @@ def _quantize(args) -> int:
 
 
 def _evaluate(args) -> int:
+    from edge.tools.progress import Progress  # noqa: PLC0415
+
     kind, path = parse_dataset(args.dataset)
     evaluator = resolve(EVALUATORS, kind, "dataset kind")
+    unit = "images" if kind == "fer2013" else "subjects"
+    args.progress = Progress(f"models evaluate {args.name}", unit,
+                             say=lambda line: print(line, file=sys.stderr, flush=True))
     result = evaluator(args.name, path, args)
+    warning = overlap_warning(args.name, result.get("training_overlap"))
+    if warning:  # on stderr, so --json output stays one object
+        print(warning, file=sys.stderr, flush=True)
     if args.json:  # strict JSON: a figure that cannot be computed (one class only) is null, not NaN
         print(json.dumps({k: None if isinstance(v, float) and v != v else v for k, v in result.items()}))
     else:
         for key, value in result.items():
             print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
     return 0
+
+
+def overlap_warning(name: str, overlap: dict | None) -> str | None:
+    """One line when the evaluated data includes what the model was trained on (its figures are then not held-out)."""
+    if not overlap or not overlap.get("n"):
+        return None
+    what, n, of = overlap["what"], overlap["n"], overlap["of"]
+    return (f"warning: {n} of {of} {what} here were in {name}'s training data (its manifest's training record); "
+            f"figures on them are not held-out{' (all of them)' if n == of else ''}")
 
 
 def bench_latency(model: TFLiteModel, runs: int) -> dict[str, float]:

@@ -11,6 +11,12 @@ The one place where models become shipped artefacts; ``emotion-edge train`` ends
     DIR/<name>.tflite       written here: the int8 model
     DIR/<name>.float.tflite written here: its float twin (for evaluation and benchmarks)
     DIR/<name>.json         written here: the manifest (draft + tensors + quantization + sha256)
+
+A model made here is not the shipped one, so it does not carry the shipped version: its version is
+the trainer's (the shipped one it descends from) with a PEP 440 local label naming its own bytes,
+``<shipped>+local.<first 8 hex of its int8 sha256>`` (e.g. ``1.1.0+local.3f2a9c01``): states and
+``models list`` then tell it apart, and the same bytes always get the same version. Shipping it
+means giving it a version of its own in its manifest (a manifest edit; the sha256 does not change).
 """
 
 from __future__ import annotations
@@ -84,6 +90,12 @@ def evaluate_model(model: TFLiteModel, x: np.ndarray, y: np.ndarray, task: str) 
     raise ValueError(f"unknown task {task!r}")
 
 
+def local_version(base: str, sha256: str) -> str:
+    """``1.1.0`` -> ``1.1.0+local.<sha256[:8]>`` (a local label after an existing one joins it with a dot)."""
+    label = f"local.{sha256[:8]}"
+    return f"{base}.{label}" if "+" in base else f"{base}+{label}"
+
+
 def write_bundle(out_dir: Path, name: str, keras_model: Any, draft: dict[str, Any],
                  x_calib: np.ndarray, x_eval: np.ndarray | None = None, y_eval: np.ndarray | None = None,
                  report: Any = print) -> dict[str, Any]:
@@ -106,6 +118,7 @@ def write_bundle(out_dir: Path, name: str, keras_model: Any, draft: dict[str, An
     manifest["size_bytes"] = {"int8": int8_path.stat().st_size, "float": float_path.stat().st_size}
     manifest["sha256"] = sha256_of(int8_path)
     manifest["float_sha256"] = sha256_of(float_path)
+    manifest["version"] = local_version(str(manifest["version"]), manifest["sha256"])
     # tensors and quantization, read back from the converted model itself
     manifest_path = out_dir / f"{name}.json"
     manifest_path.write_text(json.dumps(manifest, indent=2))

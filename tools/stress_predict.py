@@ -27,6 +27,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -245,9 +246,9 @@ def subject_table(root: Path, sid: str, labels: dict[str, tuple[np.ndarray, np.n
 
 def load_dataset(root: Path, cache_dir: Path | None = None, cardiac_source: str = "bvp",
                  progress: bool = False, eda_window_s: float = EDA_WINDOW_S,
-                 cardiac_window_s: float = CARDIAC_WINDOW_S, hop_s: float = HOP_S
-                 ) -> dict[str, dict[str, np.ndarray]]:
-    """{subject id: table} for every subject in Raw_data that has labels."""
+                 cardiac_window_s: float = CARDIAC_WINDOW_S, hop_s: float = HOP_S,
+                 on_subject: Callable[[int, int], None] | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """{subject id: table} for every subject in Raw_data that has labels; ``on_subject(done, total)`` after each."""
     root = Path(root)
     labels = load_labels(root)
     sids = raw_subjects(root)
@@ -260,10 +261,12 @@ def load_dataset(root: Path, cache_dir: Path | None = None, cardiac_source: str 
 
         iterator = tqdm(sids, desc="stress-predict features", unit="subject")
     tables = {}
-    for sid in iterator:
+    for done, sid in enumerate(iterator, 1):
         table = subject_table(root, sid, labels, cache_dir, cardiac_source, eda_window_s, cardiac_window_s, hop_s)
         if table is not None:
             tables[sid] = table
+        if on_subject is not None:
+            on_subject(done, len(sids))
     if not tables:
         raise DatasetError(f"stress-predict {root}: no subject in Raw_data has labels in {LABEL_FILE}")
     return tables

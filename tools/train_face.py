@@ -520,6 +520,7 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
 
     from edge.tools import metrics
     from edge.tools.quantize import save_training_bundle, write_bundle
+    from edge.tools.seen_images import write_seen
 
     out_dir = Path(out_dir)
     seed = int(getattr(args, "seed", 0) or 0)
@@ -543,8 +544,11 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
     restart_px = int(getattr(args, "restart_px", None) or RESTART_PX)
     teachers = list(getattr(args, "teachers", None) or [])
     teacher_weights = [_trained_weights(Path(teacher), "--teacher") for teacher in teachers]  # likewise
-    x, y, _ = load_fer2013(path, cache_dir=out_dir / "cache")
+    x, y, paths = load_fer2013(path, cache_dir=out_dir / "cache")
     i_train, i_val, i_test = stratified_split(y, seed=SPLIT_SEED)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # what the net saw (train and val parts), so `models evaluate` can say when it is shown them again
+    seen_images = write_seen(out_dir, "face", [paths[i] for i in np.concatenate([i_train, i_val])])
     log.info("fer2013 %s: %d images; train %d, val %d, test %d (stratified, seed %d)",
              path, len(y), len(i_train), len(i_val), len(i_test), SPLIT_SEED)
 
@@ -625,7 +629,7 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
                       f"{VAL_FRAC:.0%} val (chooses the deployed input size and whether the run ships) / "
                       f"{TEST_FRAC:.0%} test (scored after those choices; the card counts how often it was read); "
                       "FER2013 has no subject IDs, so identity leakage between parts cannot be excluded"),
-            "subjects_train": None, "subjects_test": None,
+            "subjects_train": None, "subjects_test": None, "seen_images": seen_images,
             "seed": seed, "n_train": int(len(i_train)), "n_val": int(len(i_val)), "n_test": int(len(i_test)),
             "epochs": epochs_run, "epochs_planned": epochs, "best_epoch": best_epoch,
             "params": int(model.count_params()), "widths": list(widths),

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.errors import ModelIntegrityError
+from edge.errors import MissingExtraError, ModelIntegrityError
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,10 @@ Box = tuple[int, int, int, int]  # x, y, w, h in pixels
 
 
 def _cv2() -> Any:
-    import cv2  # lazily: the daemon only pays for it when a camera is configured
-
+    try:
+        import cv2  # lazily: the daemon only pays for it when a camera is configured
+    except ImportError:  # OpenCV is the optional [camera] extra
+        raise MissingExtraError("OpenCV (cv2)", "camera", what="the face modality") from None
     return cv2
 
 

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.errors import SourceError
+from edge.errors import MissingExtraError, SourceError
 from edge.stream import FrameBlock
 from firmware_bridge.backoff import Backoff
 from firmware_bridge.clock import arrival_time
@@ -54,8 +54,9 @@ _END = object()
 def _import_cv2(spec: str) -> Any:
     try:
         import cv2
-    except ImportError as exc:
-        raise SourceError(f"source {spec!r}: camera support needs OpenCV (pip install opencv-python-headless)") from exc
+    except ImportError:  # OpenCV is the optional [camera] extra (or the distribution's python3-opencv)
+        raise SourceError(f"source {spec!r}: {MissingExtraError('OpenCV (cv2)', 'camera')} "
+                          "(or the distribution's python3-opencv, see docs/deploy.md)") from None
     return cv2
 
 
