@@ -22,7 +22,8 @@ BANNER_LINES = re.compile(
     r"^(INFO: Created TensorFlow Lite XNNPACK delegate"
     r"|WARNING: All log messages before absl::InitializeLog\(\) is called"
     r"|[IW]\d{4} [\d:.]+ +\d+ \S+\.cc:\d+\] "  # absl INFO/WARNING lines (oneDNN, cpu_feature_guard, …)
-    r"|To enable the following instructions: .* in other operations, rebuild TensorFlow)"
+    r"|To enable the following instructions: .* in other operations, rebuild TensorFlow"
+    r"|fully_quantize: \d+, inference_type: )"  # the int8 converter's parameter echo
 )
 
 

@@ -22,6 +22,7 @@ def assert_no_banner(text: str) -> None:
 def test_banner_filter_keeps_everything_else():
     assert BANNER_LINES.match("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.")
     assert BANNER_LINES.match("I0000 00:00:1796433467.451753    6252 port.cc:153] oneDNN custom operations are on.")
+    assert BANNER_LINES.match("fully_quantize: 0, inference_type: 6, input_inference_type: INT8, output_inference_type: INT8")
     assert not BANNER_LINES.match("ERROR: Didn't find op for builtin opcode 'CONV_2D'")
     assert not BANNER_LINES.match("E0000 00:00:1796433467.451753    6252 kernel.cc:12] real failure")
 
@@ -81,3 +82,18 @@ def test_the_installed_package_has_no_top_level_tools_package():
 
     assert importlib.util.find_spec("tools") is None
     assert edge.tools.__file__ and "site-packages" in edge.tools.__file__
+
+
+def test_int8_conversion_is_quiet():
+    """The converter's TensorSpec listing, its parameter echo and its statistics warning stay out of sight."""
+    pytest.importorskip("tensorflow")
+    code = ("import numpy as np\n"
+            "from edge.tools.tensorflow_import import import_tensorflow\n"
+            "from edge.tools.quantize import convert\n"
+            "tf = import_tensorflow()\n"
+            "m = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(1, activation='sigmoid')])\n"
+            "print(len(convert(m, np.random.default_rng(0).standard_normal((20, 4)).astype(np.float32))) > 0)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=REPO_ROOT / "tests")
+    assert proc.returncode == 0 and proc.stdout == "True\n", proc.stderr
+    assert proc.stderr == ""
