@@ -111,9 +111,10 @@ def main(args: argparse.Namespace) -> int:
     from edge.tools.train import parse_dataset  # noqa: PLC0415
 
     kind, path = parse_dataset(args.dataset)
-    if not getattr(args, "verbose", 0):  # the pipeline's per-stream and per-model lines, once per subject: noise here
-        for name in ("edge.daemon", "firmware_bridge", "edge.tools.stress_predict"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+    if not getattr(args, "verbose", 0):  # per-stream, per-model and "no face in view" lines, once per subject or face: noise here
+        for name, level in (("edge.daemon", logging.ERROR), ("firmware_bridge", logging.WARNING),
+                            ("edge.tools.stress_predict", logging.WARNING)):
+            logging.getLogger(name).setLevel(level)
     config = evaluation_config(args.config)
     if kind == "stress-predict":
         subjects = [s.strip() for s in args.subjects.split(",") if s.strip()] if args.subjects else None
@@ -470,13 +471,13 @@ def format_stress_report(report: Mapping[str, Any]) -> str:
     lines = [f"evaluate states: stress-predict {report['path']}",
              f"models: {report['models_used']}",
              f"fusion: hop {report['fusion']['hop_s']:g} s, smoothing tau {report['fusion']['smoothing_tau_s']:g} s", ""]
-    head = f"{'subject':<9}{'states':>7}" + "".join(f"{f:>17}" for f in FIGURES) + "  models"
+    head = f"{'subject':<9}{'states':>7}" + "".join(f"{f:>{len(f) + 2}}" for f in FIGURES) + "  models"
     lines.append(head)
     for sid, row in report["subjects"].items():
-        lines.append(f"{sid:<9}{row['states']:>7}" + "".join(f"{_fmt(row[f]):>17}" for f in FIGURES)
+        lines.append(f"{sid:<9}{row['states']:>7}" + "".join(f"{_fmt(row[f]):>{len(f) + 2}}" for f in FIGURES)
                      + f"  {row['models_used']}")
     o = report["overall"]
-    lines.append(f"{'overall':<9}{o['states']:>7}" + "".join(f"{_fmt(o[f]):>17}" for f in FIGURES)
+    lines.append(f"{'overall':<9}{o['states']:>7}" + "".join(f"{_fmt(o[f]):>{len(f) + 2}}" for f in FIGURES)
                  + f"  (stress_auroc: mean of {o['stress_auroc_subjects']} subjects)")
     lines.append("")
     lines.append("labels in labelled seconds: " + ", ".join(f"{k} {v}" for k, v in o["labels"].items()))
