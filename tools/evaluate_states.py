@@ -148,8 +148,6 @@ def evaluation_config(path: Path | None) -> Any:
 
 async def _play(pipeline: Any, source: Any) -> list[dict[str, Any]]:
     """Feed one source's blocks into the pipeline as the daemon's pump does; the state payloads."""
-    from edge.daemon import _close_source  # noqa: PLC0415
-
     payloads: list[dict[str, Any]] = []
     seen: set[str] = set()
     try:
@@ -157,7 +155,7 @@ async def _play(pipeline: Any, source: Any) -> list[dict[str, Any]]:
             seen.add(block.stream)
             payloads.extend(item.payload for item in pipeline.ingest(block))
     finally:
-        await _close_source(source)
+        await source.close()
     payloads.extend(item.payload for item in pipeline.end_streams(sorted(seen | set(getattr(source, "streams", ())))))
     payloads.extend(item.payload for item in pipeline.finish())
     return payloads
@@ -582,6 +580,8 @@ def evaluate_faces(root: Path, config: Any, limit: int | None = None, split: str
     with tempfile.TemporaryDirectory(prefix="evaluate-states-") as tmp:
         video = Path(tmp) / "faces.avi"
         t0 = time.monotonic()
+        log.info("fer2013: %d faces (%s) into a %.0f-min video; the daemon's camera path plays it", len(paths), which,
+                 len(paths) * hold_s / 60.0)
         write_face_video(paths, video, hold_s, fps)
         payloads, versions = run_pipeline(cfg, f"camera:{video}?fps={fps:g}&start={FACE_T0_UNIX:.0f}")
         log.info("%d faces, %d states in %.0f s", len(paths), len(payloads), time.monotonic() - t0)
