@@ -148,6 +148,7 @@ def test_subjects_the_shipped_models_trained_on_get_fold_models_that_never_saw_t
                    "--cache", str(cache), "--subjects", "S02,S03", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
+    assert proc.stderr.count("training fold") == 2  # S02's fold and S03's
     assert "cross-validated fold models" in report["models_used"] and report["flattered_subjects"] == []
     for sid in ("S02", "S03"):
         row = report["subjects"][sid]
@@ -162,6 +163,12 @@ def test_subjects_the_shipped_models_trained_on_get_fold_models_that_never_saw_t
             assert held & {"S02", "S03"} and not held & set(manifest["training"]["subjects_train"])
             assert set(manifest["training"]["subjects_train"]) <= {"S02", "S03", "S04"}
             assert manifest["input_tensor"]["dtype"] == "int8"  # quantized as shipped
+    # a second run takes the cached fold models: nothing is trained again, the figures are the same
+    stamps = {p: p.stat().st_mtime_ns for p in (cache / "folds").glob("*/*.tflite")}
+    again = run_cli("evaluate", "states", "--dataset", f"stress-predict:{root}", "--json", "--epochs", "2",
+                    "--cache", str(cache), "--subjects", "S02,S03", check=True)
+    assert "training fold" not in again.stderr and json.loads(again.stdout)["overall"] == report["overall"]
+    assert {p: p.stat().st_mtime_ns for p in (cache / "folds").glob("*/*.tflite")} == stamps
     # shipped models instead: said to be flattered, in the JSON and the text
     proc = run_cli("evaluate", "states", "--dataset", f"stress-predict:{root}", "--models", "shipped",
                    "--subjects", "S04", check=True)
