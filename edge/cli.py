@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("edge.tools.train", "train a modality's model on a dataset"),
     "models": ("edge.tools.models_cli", "list, inspect, quantize, evaluate and benchmark models"),
     "init": ("edge.init_cli", "write a commented config and the state dir (--system: service user and unit too)"),
+    "evaluate": ("edge.tools.evaluate_states", "score the published states against real labels (evaluate states)"),
 }
 
 
