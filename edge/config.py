@@ -144,6 +144,23 @@ class HomeAssistantConfig:
 
 
 @dataclass(frozen=True)
+class RecordConfig:
+    """Recording (edge.record): raw streams to EDF+/BDF+, states and events to JSON lines. Off unless dir."""
+
+    dir: str = ""  # "" = no recording; also: run --record DIR
+    max_chunk_s: float = 600.0  # a chunk closes after this much source time...
+    max_chunk_mb: float = 64.0  # ...or this much raw data (what a crash can lose at most)
+    format: str = "auto"  # "auto" = BDF+ (24-bit) for EEG, EDF+ (16-bit) for the rest; "bdf" = BDF+ for all
+
+
+@dataclass(frozen=True)
+class LslConfig:
+    """Lab Streaming Layer outlets (edge.lsl, the [lsl] extra): each raw stream and the states."""
+
+    enabled: bool = False  # also: run --lsl
+
+
+@dataclass(frozen=True)
 class Config:
     daemon: DaemonConfig = DaemonConfig()
     mqtt: MqttConfig = MqttConfig()
@@ -154,6 +171,8 @@ class Config:
     models: ModelsConfig = ModelsConfig()
     metrics: MetricsConfig = MetricsConfig()
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
+    record: RecordConfig = RecordConfig()
+    lsl: LslConfig = LslConfig()
 
 
 # -- validation ---------------------------------------------------------------------------------
@@ -291,6 +310,10 @@ def validate(config: Config) -> Config:
     if not prefix or any(c in prefix for c in "+#") or prefix.startswith("/") or prefix.endswith("/"):
         raise ConfigError(f"config: homeassistant.discovery_prefix: must be a topic without '+', '#' or "
                           f"a leading/trailing '/', got {prefix!r}")
+    _check_positive("record.max_chunk_s", config.record.max_chunk_s)
+    _check_positive("record.max_chunk_mb", config.record.max_chunk_mb)
+    if config.record.format not in ("auto", "bdf"):
+        raise ConfigError(f"config: record.format: must be 'auto' or 'bdf', got {config.record.format!r}")
     if config.models.num_threads < 1:
         raise ConfigError(f"config: models.num_threads: must be >= 1, got {config.models.num_threads}")
     return config

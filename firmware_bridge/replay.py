@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -236,4 +237,162 @@ class WfdbReplay(Source):
                  len(ecg_uv) / rate_hz, rate_hz, self.start_unix)
         rec = RecordedStream("ecg", (self.channel_name,), ecg_uv, self.start_unix, rate_hz)
         async for block in replay_blocks(self, [rec], self.speed):
+            yield block
+
+
+# --- recordings made by emotion-edge (run --record) and EDF/BDF files -------------------------------
+
+def _file_blocks(stream: str, channels: tuple[str, ...], rate_hz: float, origin_unix: float, first_index: int,
+                 data: np.ndarray, order: int, source: str) -> Iterator[tuple[float, int, SampleBlock]]:
+    """Blocks of BLOCK_S; sample i at origin + (first_index + i) / rate, as the recorded source had it."""
+    per_block = max(1, round(BLOCK_S * rate_hz))
+    for i0 in range(0, len(data), per_block):
+        part = data[i0:i0 + per_block]
+        k = first_index + i0
+        yield (origin_unix + (k + len(part)) / rate_hz, order,
+               SampleBlock(stream, origin_unix + k / rate_hz, rate_hz, part, channels, source))
+
+
+async def paced_blocks(source: Source, gens: list[Iterator[tuple[float, int, SampleBlock]]], t_ref: float,
+                       speed: float | None) -> AsyncIterator[SampleBlock]:
+    """Merge per-stream block generators by end time and pace them from ``t_ref``."""
+    pacer = Pacer(speed)
+    source.stats.connected = True
+    for end_unix, _, block in heapq.merge(*gens, key=lambda item: (item[0], item[1])):
+        await pacer.until(end_unix - t_ref)
+        source.stats.samples[block.stream] = source.stats.samples.get(block.stream, 0) + block.n
+        yield block
+    source.stats.connected = False
+    log.info("%s: end of recording", source.spec)
+
+
+class RecordingReplay(Source):
+    """``replay:record:DIR``: a folder written by ``run --record`` (its ``recording.json``), on its own clock.
+
+    Each stream's files are read in chunk order, one file at a time (memory: one chunk per stream);
+    regular streams keep their recorded sample times (``origin_unix``/``first_index`` in
+    recording.json), event streams (``ibi``) their exact times from the JSON lines. Values are the
+    EDF/BDF digitisation of the originals (see docs/recording.md for what that changes).
+    Option ``streams=eda+ecg`` limits what is replayed.
+    """
+
+    def __init__(self, folder: str | Path, speed: float | None = 1.0, streams: tuple[str, ...] | None = None):
+        super().__init__()
+        self.folder = Path(folder)
+        self.spec = f"replay:record:{folder}"
+        _check_speed(self.spec, speed)
+        self.speed = speed
+        manifest = self.folder / "recording.json"
+        try:
+            self.manifest = json.loads(manifest.read_text())
+            chunks = self.manifest["chunks"]
+        except FileNotFoundError:
+            raise SourceError(f"source {self.spec!r}: no recording.json in {self.folder} (not a recording folder?)") from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SourceError(f"source {self.spec!r}: {manifest}: unreadable ({exc})") from None
+        files: dict[str, list[dict]] = {}
+        for chunk in chunks:
+            for entry in chunk.get("files", []):
+                files.setdefault(entry["key"], []).append({"kind": "edf", **entry})
+            for entry in chunk.get("event_streams", []):
+                files.setdefault(entry["key"], []).append({"kind": "jsonl", **entry})
+        if streams is not None:
+            files = {k: v for k, v in files.items() if v[0]["stream"] in streams}
+        self.files = files
+        self.streams = tuple(sorted({v[0]["stream"] for v in files.values()}))
+        if not self.streams:
+            raise SourceError(f"source {self.spec!r}: the recording in {self.folder} holds no "
+                              f"{'such ' if streams else ''}stream data (yet)")
+
+    @classmethod
+    def from_spec(cls, target: str, speed: float | None) -> RecordingReplay:
+        path, query = split_query(target)
+        opts = parse_options(query, {"streams": lambda v: tuple(s for s in v.split("+") if s)},
+                             f"replay:record:{target}")
+        return cls(path, speed, opts.get("streams"))
+
+    def _stream_blocks(self, entries: list[dict], order: int) -> Iterator[tuple[float, int, SampleBlock]]:
+        from edge.edf_format import RecordingError, read_stream_file  # noqa: PLC0415
+
+        for entry in entries:
+            path = self.folder / entry["file"]
+            if entry["kind"] == "jsonl":
+                yield from self._event_blocks(path, entry, order)
+                continue
+            try:
+                found, _ = read_stream_file(path, n_samples=int(entry["n_samples"]))
+            except RecordingError as exc:
+                raise SourceError(f"source {self.spec!r}: {exc}") from None
+            if not found:
+                raise SourceError(f"source {self.spec!r}: {path.name}: no {entry['stream']} signal in the file")
+            yield from _file_blocks(entry["stream"], tuple(entry["channels"]), float(entry["rate_hz"]),
+                                    float(entry["origin_unix"]), int(entry["first_index"]), found[0].data,
+                                    order, self.spec)
+
+    def _event_blocks(self, path: Path, entry: dict, order: int) -> Iterator[tuple[float, int, SampleBlock]]:
+        if not path.exists():
+            return
+        channels = tuple(entry.get("channels") or (entry["stream"].upper(),))
+        with open(path) as fh:
+            for n, line in enumerate(fh, 1):
+                try:
+                    row = json.loads(line)
+                    times = np.asarray(row["times_unix"], dtype=np.float64)
+                    data = np.asarray(row["data"], dtype=np.float32).reshape(len(times), -1)
+                except (ValueError, KeyError, TypeError):
+                    log.warning("%s: %s line %d unreadable (a crash mid-line?); skipped", self.spec, path.name, n)
+                    continue
+                if len(times):
+                    yield (float(times[-1]), order, SampleBlock(entry["stream"], float(times[0]), 0.0, data, channels,
+                                                                self.spec, times_unix=times))
+
+    def _first_unix(self, entries: list[dict]) -> float:
+        e = entries[0]
+        if e["kind"] == "edf":
+            return float(e["origin_unix"]) + int(e["first_index"]) / float(e["rate_hz"])
+        for _, _, block in self._event_blocks(self.folder / e["file"], e, 0):
+            return block.ts_unix
+        return float("inf")
+
+    async def blocks(self) -> AsyncIterator[SampleBlock]:
+        t_ref = min(self._first_unix(v) for v in self.files.values())
+        log.info("%s: replaying %s from %.3f", self.spec, ", ".join(sorted(self.files)), t_ref)
+        gens = [self._stream_blocks(entries, k) for k, entries in enumerate(self.files.values())]
+        async for block in paced_blocks(self, gens, t_ref, self.speed):
+            yield block
+
+
+class EdfReplay(Source):
+    """``replay:edf:FILE``: one EDF/EDF+/BDF/BDF+ file, its signals mapped to streams by their labels.
+
+    ``EEG <channel>`` -> eeg, ``ECG``/``EKG`` -> ecg, ``EDA``/``GSR`` -> eda, ``BVP``/``PPG`` -> bvp (the
+    EDF+ "type channel" convention); other signals are skipped. Times start at the header's start
+    (UTC, sub-second included).
+    """
+
+    def __init__(self, path: str | Path, speed: float | None = 1.0):
+        super().__init__()
+        from edge.edf_format import RecordingError, read_stream_file  # noqa: PLC0415
+
+        self.path = Path(path)
+        self.spec = f"replay:edf:{path}"
+        _check_speed(self.spec, speed)
+        self.speed = speed
+        if not self.path.is_file():
+            raise SourceError(f"source {self.spec!r}: file {self.path} not found")
+        try:
+            self.recorded, _ = read_stream_file(self.path)
+        except RecordingError as exc:
+            raise SourceError(f"source {self.spec!r}: {exc}") from None
+        if not self.recorded:
+            raise SourceError(f"source {self.spec!r}: no signal labelled EEG, ECG, EDA or BVP in {self.path.name}")
+        self.streams = tuple(sorted({r.stream for r in self.recorded}))
+
+    @classmethod
+    def from_spec(cls, target: str, speed: float | None) -> EdfReplay:
+        return cls(target, speed)
+
+    async def blocks(self) -> AsyncIterator[SampleBlock]:
+        recorded = [RecordedStream(r.stream, r.channels, r.data, r.start_unix, r.rate_hz) for r in self.recorded]
+        async for block in replay_blocks(self, recorded, self.speed):
             yield block
