@@ -347,8 +347,8 @@ class Recorder:
             self._write_manifest()
             return
         self.chunk += 1
-        carried = [s for r in self.streams.values() for s in r.segments]
-        self.chunk_bytes = sum(s.n * (s.parts[0].shape[1] if s.parts else 1) * 3 for s in carried)
+        self.chunk_bytes = sum(s.n * s.parts[0].shape[1] * (3 if r.bdf else 2)
+                               for r in self.streams.values() for s in r.segments)
         self.chunk_start = min((s.origin_unix + s.first_index / r.rate_hz for r in self.streams.values()
                                 for s in r.segments), default=None)
         self.chunk_end = None
