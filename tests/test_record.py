@@ -346,3 +346,70 @@ def test_replay_record_and_edf_errors_are_one_line(tmp_path):
     proc = run_cli("run", "--config", str(bad), "--print-config")
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
         "emotion-edge run: config: record.format: must be 'auto' or 'bdf', got 'wav'"]
+
+
+# -- LSL -------------------------------------------------------------------------------------------
+
+def lsl_channels(info) -> list[tuple[str, str]]:
+    out, ch = [], info.desc().child("channels").child("channel")
+    while not ch.empty():
+        out.append((ch.child_value("label"), ch.child_value("unit")))
+        ch = ch.next_sibling()
+    return out
+
+
+def test_lsl_outlets_carry_raw_streams_and_states_to_a_real_inlet(mqtt_broker, tmp_path):
+    from edge.lsl import load_pylsl
+
+    pylsl, why = load_pylsl()
+    if pylsl is None:
+        pytest.skip(why)  # the one-line message itself is tested below
+    stderr = open(tmp_path / "daemon.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "edge", "run", "--source", "simulate:seed=2,duration=120",
+                             "--speed", "20", "--broker", mqtt_broker.url, "--device-id", "lsl1", "--lsl",
+                             "--state-dir", str(tmp_path / "state")],
+                            cwd=REPO_ROOT / "tests", stderr=stderr, stdout=subprocess.DEVNULL)
+    try:
+        found = {}
+        for name in ("lsl1 eeg", "lsl1 states"):
+            streams = pylsl.resolve_byprop("name", name, 1, 15.0)
+            assert streams, f"no LSL stream {name!r}: {(tmp_path / 'daemon.log').read_text()[-2000:]}"
+            found[name] = pylsl.StreamInlet(streams[0])
+        eeg, states = found["lsl1 eeg"], found["lsl1 states"]
+        info = eeg.info(5.0)
+        assert info.type() == "EEG" and info.nominal_srate() == 256.0 and info.channel_count() == 4
+        assert lsl_channels(info) == [("TP9", "uV"), ("AF7", "uV"), ("AF8", "uV"), ("TP10", "uV")]
+        sinfo = states.info(5.0)
+        assert sinfo.type() == "EmotionState" and [c for c, _ in lsl_channels(sinfo)] == [
+            "valence", "arousal", "stress", "confidence"]
+        eeg_samples, state_samples = [], []
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and (len(eeg_samples) < 512 or len(state_samples) < 2):
+            chunk, _ = eeg.pull_chunk(timeout=0.2)
+            eeg_samples.extend(chunk)
+            chunk, _ = states.pull_chunk(timeout=0.0)
+            state_samples.extend(chunk)
+        assert len(eeg_samples) >= 512 and all(len(s) == 4 for s in eeg_samples)
+        assert np.std(np.array(eeg_samples)) > 1.0  # a signal, not zeros
+        assert len(state_samples) >= 2
+        for valence, arousal, stress, confidence in state_samples:
+            assert -1 <= valence <= 1 and -1 <= arousal <= 1 and 0 <= stress <= 1 and 0 <= confidence <= 1
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        stderr.close()
+
+
+def test_missing_liblsl_is_one_line_and_the_daemon_goes_on(mqtt_broker, tmp_path):
+    # pylsl loads PYLSL_LIB first: a file that is not a loadable library for this machine is what an
+    # aarch64 box with only pylsl's x86_64 build has; pylsl then raises, the daemon says so and goes on
+    not_a_library = tmp_path / "liblsl.so"
+    not_a_library.write_bytes(b"\x7fELF not really")
+    proc = run_cli("run", "--source", "simulate:seed=2,duration=30", "--speed", "max", "--broker", mqtt_broker.url,
+                   "--device-id", "lsl2", "--lsl", "--state-dir", str(tmp_path / "state"), "--record", str(tmp_path / "r"),
+                   env={"PYLSL_LIB": str(not_a_library)})
+    assert proc.returncode == 0, proc.stderr
+    lsl_lines = [line for line in proc.stderr.splitlines() if " edge.lsl: " in line or "Traceback" in line]
+    assert len(lsl_lines) == 1 and "lsl: liblsl not found" in lsl_lines[0], proc.stderr
+    assert len(states_of(tmp_path / "r")) >= 30 / 5 - 2  # recording and publishing went on
