@@ -24,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="TOML config (see examples/emotion-edge.toml)")
     parser.add_argument("--source", metavar="SPEC", action="append", dest="sources",
                         help="sensor source, repeatable: simulate[:opts], replay:e4:DIR, replay:wfdb:RECORD, "
+                             "replay:record:DIR, replay:edf:FILE, "
                              "camera:INDEX|FILE, serial:DEVICE:PORT, ble:DEVICE:ADDRESS (replaces daemon.sources)")
     parser.add_argument("--broker", metavar="URL", help="mqtt://[user:pass@]host[:port] or mqtts://...")
     parser.add_argument("--device-id", metavar="ID", help="device id in the MQTT topics")

@@ -99,7 +99,7 @@ class LslOutlet:
         self.states.push_sample([float(v) if v is not None else math.nan for v in values])
         self.state_json.push_sample([json.dumps(state, separators=(",", ":"))])
 
-    def event(self, kind: str, modality: str | None, text: str, ts: float | None) -> None:
+    def event(self, kind: str, modality: str | None, text: str, ts: float | None, short: str | None = None) -> None:
         """Source and label events are in the recording; LSL carries the states' label in state-json."""
 
     def close(self) -> None:

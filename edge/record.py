@@ -48,6 +48,7 @@ MAX_SEGMENTS_PER_CHUNK = 32  # a source with gaps this often starts a new chunk 
 MAX_EVENTS_PER_CHUNK = 20_000  # beats and events kept for the chunk's EDF annotations
 CONTIGUOUS_TOLERANCE_S = 0.05  # block-time jitter (live clock mapping) still counted as continuous
 POLL_S = 1.0
+EDF_ANNOTATION_CHARS = 40  # edflib writes at most this many characters of an annotation
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -220,7 +221,8 @@ class Recorder:
         if not self.last_data_unix:
             self._extend_span(block.ts_unix, block.ts_unix)
         if block.lost_samples:
-            self.event("gap", None, f"{source}: {block.lost_samples} {block.stream} sample(s) lost", ts=block.ts_unix)
+            self.event("gap", None, f"{source}: {block.lost_samples} {block.stream} sample(s) lost", ts=block.ts_unix,
+                       short=f"gap {block.stream} {block.lost_samples} lost")
         if rec.rate_hz <= 0:
             times = np.asarray(block.times_unix if block.times_unix is not None else [block.ts_unix], dtype=np.float64)
             self._line(rec.events_fh, {"times_unix": times.tolist(), "data": data.tolist()})
@@ -237,8 +239,9 @@ class Recorder:
                 seg = rec.segments[-1]
             else:
                 if rec.segments and rec.next_unix is not None and not block.lost_samples:
-                    self.event("gap", None, f"{source}: {block.stream} jumps {block.ts_unix - rec.next_unix:+.3f} s",
-                               ts=block.ts_unix)
+                    jump = block.ts_unix - rec.next_unix
+                    self.event("gap", None, f"{source}: {block.stream} jumps {jump:+.3f} s", ts=block.ts_unix,
+                               short=f"gap {block.stream} {jump:+.3f} s")
                 seg = _Segment(block.ts_unix, 0)
                 rec.segments.append(seg)
             seg.parts.append(data)
@@ -274,7 +277,7 @@ class Recorder:
         label = state.get("label")
         if label != self.last_label:
             self.event("label", None, f"label {label}" if self.last_label is None else f"label {self.last_label} -> {label}",
-                       ts=ts)
+                       ts=ts, short=f"label {label}")
             self.last_label = label
         reasons = dict(state.get("missing_reasons") or {})
         missing = {m: reasons.get(m, "") for m in state.get("missing") or ()}
@@ -289,11 +292,14 @@ class Recorder:
         self._extend_span(ts, ts)
         self._maybe_rollover()
 
-    def event(self, kind: str, modality: str | None, text: str, ts: float | None = None) -> None:
+    def event(self, kind: str, modality: str | None, text: str, ts: float | None = None,
+              short: str | None = None) -> None:
+        """An event line; ``short`` (<= 40 characters, edflib's limit) is its EDF+ annotation text."""
         ts = time.time() if ts is None else float(ts)
         self._line(self.events_fh, {"ts": ts, "kind": kind, "modality": modality, "text": text})
         if len(self.chunk_events) < MAX_EVENTS_PER_CHUNK:
-            self.chunk_events.append(EdfAnnotation(ts, -1.0, text))
+            note = short or (f"{kind} {modality}" if modality else text)
+            self.chunk_events.append(EdfAnnotation(ts, -1.0, note[:EDF_ANNOTATION_CHARS]))
 
     # -- chunks ----------------------------------------------------------------------------------
     def _write_stream(self, rec: _StreamRec, seg: _Segment, data: np.ndarray, n_real: int, part: int) -> None:
@@ -403,14 +409,16 @@ class Taps:
                 except Exception:  # noqa: BLE001 - already reported above
                     pass
 
-    def _event(self, kind: str, modality: str | None, text: str, ts: float | None) -> None:
-        self._each("event", kind, modality, text, ts)
+    def _event(self, kind: str, source: Any, text: str, ts: float | None) -> None:
+        spec = getattr(source, "spec", "?")
+        kind_of_source = ":".join(spec.split(":")[:2])  # serial:cyton, not its port path
+        self._each("event", kind, None, f"{spec}: {text}", ts, f"{kind} {kind_of_source}")
 
     def on_block(self, source: Any, block: SampleBlock | FrameBlock) -> None:
         key = id(source)
         reconnects = getattr(getattr(source, "stats", None), "reconnects", 0)
         if reconnects > self._reconnects.get(key, 0):
-            self._event("reconnected", None, f"{source.spec}: reconnected (reconnect {reconnects})", block.ts_unix)
+            self._event("reconnected", source, f"reconnected (reconnect {reconnects})", block.ts_unix)
         self._reconnects[key] = reconnects
         self._down[key] = 0
         end = block.ts_unix if isinstance(block, FrameBlock) else block.end_unix
@@ -426,12 +434,11 @@ class Taps:
     def on_source_end(self, source: Any, failure: str | None) -> None:
         key = id(source)
         self._ended.add(key)
-        spec = getattr(source, "spec", "?")
         ts = self._last_block_end.get(key)
         if failure:
-            self._event("failed", None, f"{spec}: failed: {failure}", ts)
+            self._event("failed", source, f"failed: {failure}", ts)
         else:
-            self._event("ended", None, f"{spec}: ended", ts)
+            self._event("ended", source, "ended", ts)
 
     def poll(self, sources: list[Any]) -> None:
         """A live source whose connection dropped (seen on two polls): a ``lost`` event at its last data."""
@@ -445,7 +452,7 @@ class Taps:
                 continue
             self._down[key] = self._down.get(key, 0) + 1
             if self._down[key] == 2:
-                self._event("lost", None, f"{source.spec}: connection lost", self._last_block_end[key])
+                self._event("lost", source, "connection lost", self._last_block_end[key])
 
     async def watch(self, sources: list[Any]) -> None:
         while True:

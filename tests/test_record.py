@@ -108,7 +108,7 @@ def test_simulated_run_writes_edf_files_that_pyedflib_reads_back(mqtt_broker, tm
             assert np.abs(got["data"][k] - original[:, k]).max() <= step  # within one digitisation step
         onsets, _, texts = got["annotations"]
         assert any(t.startswith("label ") for t in texts), texts
-        assert any(t.startswith("eeg contributes") for t in texts)
+        assert "present eeg" in texts and "missing eda" in texts
         # the header keeps the sub-second start: read back by our reader (pyedflib misreads sub-seconds)
         streams, _ = read_stream_file(rec / name)
         assert streams[0].start_unix == pytest.approx(SIM_START, abs=1e-6)
@@ -413,3 +413,53 @@ def test_missing_liblsl_is_one_line_and_the_daemon_goes_on(mqtt_broker, tmp_path
     lsl_lines = [line for line in proc.stderr.splitlines() if " edge.lsl: " in line or "Traceback" in line]
     assert len(lsl_lines) == 1 and "lsl: liblsl not found" in lsl_lines[0], proc.stderr
     assert len(states_of(tmp_path / "r")) >= 30 / 5 - 2  # recording and publishing went on
+
+
+# -- a live serial source that drops packets, vanishes and returns ---------------------------------
+
+def test_a_serial_cyton_that_drops_vanishes_and_returns_is_recorded_with_gap_lost_and_reconnected(mqtt_broker, tmp_path):
+    harness = load_test_module("daemon_harness")
+    fake_serial = harness.load_test_module("fake_serial_devices")
+    rate = fake_serial.cyton.RATE_HZ
+    link = str(tmp_path / "ttyCYTON")
+    first = fake_serial.FakeCyton(faults={int(1.5 * rate) + k: "drop" for k in range(5)}, link=link)
+    first.start()
+    second = None
+    rec = tmp_path / "rec"
+    daemon = harness.DaemonProcess(["--source", f"serial:cyton:{link}", "--speed", "1", "--duration", "60",
+                                    "--broker", mqtt_broker.url, "--device-id", DEVICE,
+                                    "--state-dir", str(tmp_path / "state"), "--record", str(rec)], tmp_path)
+    try:
+        assert daemon.wait_for_log(f"serial:cyton:{link}: connected", 20), daemon.stderr()[-2000:]
+        time.sleep(3.5)
+        first.vanish()  # unplugged
+        assert wait_until(lambda: any(e["kind"] == "lost" for e in events_of(rec)), 10), daemon.stderr()[-3000:]
+        second = fake_serial.FakeCyton(link=link)  # plugged back in
+        second.start()
+        assert daemon.wait_for_log(f"serial:cyton:{link}: reconnected", 15), daemon.stderr()[-3000:]
+        time.sleep(2.0)
+        daemon.terminate()
+        assert daemon.wait(30) == 0, daemon.stderr()[-3000:]
+    finally:
+        daemon.close()
+        first.vanish()
+        if second is not None:
+            second.vanish()
+    events = events_of(rec)
+    kinds = [e["kind"] for e in events]
+    assert kinds.index("gap") < kinds.index("lost") < kinds.index("reconnected"), kinds
+    gap = next(e for e in events if e["kind"] == "gap")
+    assert "5 eeg sample(s) lost" in gap["text"], gap
+    lost, back = (next(e for e in events if e["kind"] == k) for k in ("lost", "reconnected"))
+    assert lost["ts"] < back["ts"] and f"serial:cyton:{link}" in lost["text"]
+    files = json.loads((rec / "recording.json").read_text())["chunks"][0]["files"]
+    # three continuous stretches: before the drop, until unplugged, after the reconnect
+    assert [f["file"] for f in files] == ["eeg-0000.bdf", "eeg-0000-1.bdf", "eeg-0000-2.bdf"], files
+    got = edf_signals(rec / "eeg-0000-2.bdf")
+    assert got["labels"] == [f"EEG {c}" for c in fake_serial.cyton.DEFAULT_MONTAGE] and set(got["rates"]) == {rate}
+    assert got["dims"] == ["uV"] * 8 and got["filetype"] == pyedflib.FILETYPE_BDFPLUS
+    texts = list(got["annotations"][2])
+    assert "reconnected serial:cyton" in texts, texts  # where the stretch after the reconnect starts
+    before = list(edf_signals(rec / "eeg-0000-1.bdf")["annotations"][2])
+    assert "gap eeg 5 lost" in before and "lost serial:cyton" in before, before  # its start and its end
+    assert files[2]["start_unix"] >= back["ts"] - 1e-6 and files[1]["start_unix"] <= lost["ts"]
