@@ -112,6 +112,9 @@ class Recorder:
         self._resume()  # a restart (or a crash) carries on the same recording with the next chunk
         self.chunk_start: float | None = None
         self.chunk_end: float | None = None
+        # each track's (stream key, "states") time span in the chunk: sources on different clocks
+        # (a replay beside a live sensor) must not make every chunk look max_chunk_s long
+        self.spans: dict[str, tuple[float, float]] = {}
         self.chunk_bytes = 0.0
         self.chunk_events: list[EdfAnnotation] = []
         self.chunk_beats: dict[str, list[EdfAnnotation]] = {}  # per source spec
@@ -219,7 +222,7 @@ class Recorder:
         rec = self._stream_rec(source, block)
         data = np.array(block.data, dtype=np.float32).reshape(block.n, -1)
         if not self.last_data_unix:
-            self._extend_span(block.ts_unix, block.ts_unix)
+            self._extend_span(block.ts_unix, block.ts_unix, None)
         if block.lost_samples:
             self.event("gap", None, f"{source}: {block.lost_samples} {block.stream} sample(s) lost", ts=block.ts_unix,
                        short=f"gap {block.stream} {block.lost_samples} lost")
@@ -231,7 +234,7 @@ class Recorder:
                 if len(beats) < MAX_EVENTS_PER_CHUNK:
                     unit = "ms" if rec.stream == "ibi" else ""
                     beats.append(EdfAnnotation(t, -1.0, f"{rec.stream.upper()} {row[0]:g}{' ' + unit if unit else ''}"))
-            self._extend_span(float(times[0]), float(times[-1]))
+            self._extend_span(float(times[0]), float(times[-1]), rec.key)
         else:
             contiguous = (rec.segments and rec.next_unix is not None and not block.lost_samples
                           and abs(block.ts_unix - rec.next_unix) <= max(CONTIGUOUS_TOLERANCE_S, 1.0 / rec.rate_hz))
@@ -248,24 +251,26 @@ class Recorder:
             seg.n += block.n
             rec.next_unix = seg.origin_unix + (seg.first_index + seg.n) / rec.rate_hz
             self.chunk_bytes += data.size * (3 if rec.bdf else 2)
-            self._extend_span(block.ts_unix, rec.next_unix)
+            self._extend_span(block.ts_unix, rec.next_unix, rec.key)
             if len(rec.segments) > MAX_SEGMENTS_PER_CHUNK:
                 self.rollover()
                 return
         self._maybe_rollover()
 
-    def _extend_span(self, start: float, end: float) -> None:
+    def _extend_span(self, start: float, end: float, track: str | None) -> None:
         if self.last_data_unix is None:
             self.last_data_unix = start
             self.event("start", None, f"recording started (device {self.device_id})", ts=start)
         self.last_data_unix = max(self.last_data_unix, end)
         self.chunk_start = start if self.chunk_start is None else min(self.chunk_start, start)
         self.chunk_end = end if self.chunk_end is None else max(self.chunk_end, end)
+        if track is not None:
+            first, last = self.spans.get(track, (start, end))
+            self.spans[track] = (min(first, start), max(last, end))
 
     def _maybe_rollover(self) -> None:
-        if self.chunk_start is None or self.chunk_end is None:
-            return
-        if self.chunk_end - self.chunk_start >= self.max_chunk_s or self.chunk_bytes >= self.max_chunk_bytes:
+        longest = max((last - first for first, last in self.spans.values()), default=0.0)
+        if longest >= self.max_chunk_s or self.chunk_bytes >= self.max_chunk_bytes:
             self.rollover()
 
     def on_state(self, state: dict[str, Any], modality_payloads: list[dict[str, Any]]) -> None:
@@ -289,7 +294,7 @@ class Recorder:
         for m in sorted(present - self.last_present):
             self.event("present", m, f"{m} contributes", ts=ts)
         self.last_missing, self.last_present = missing, present
-        self._extend_span(ts, ts)
+        self._extend_span(ts, ts, "states")
         self._maybe_rollover()
 
     def event(self, kind: str, modality: str | None, text: str, ts: float | None = None,
@@ -358,6 +363,8 @@ class Recorder:
         self.chunk_start = min((s.origin_unix + s.first_index / r.rate_hz for r in self.streams.values()
                                 for s in r.segments), default=None)
         self.chunk_end = None
+        self.spans = {r.key: (s.origin_unix + s.first_index / r.rate_hz, s.origin_unix + (s.first_index + s.n) / r.rate_hz)
+                      for r in self.streams.values() for s in r.segments}  # carried over: one open stretch each
         self._open_chunk_files()
         self._write_manifest()
         log.info("record: chunk %d closed, chunk %d open in %s", self.chunk - 1, self.chunk, self.folder)

@@ -306,6 +306,17 @@ def test_recorder_splits_at_gaps_rolls_over_by_size_and_keeps_sample_times(tmp_p
     assert np.allclose(times, t0 + np.arange(12 * 130) / 130.0, atol=1e-6)
 
 
+def test_sources_on_different_clocks_do_not_make_every_chunk_full(tmp_path):
+    # an E4 replay (2017) beside a live strap (now): chunks still close after max_chunk_s of each
+    rec = Recorder(tmp_path / "r", DEVICE, max_chunk_s=10.0, max_chunk_mb=64.0)
+    for i in range(25):
+        rec.on_block("replay:e4:S01", regular("eda", 1_500_000_000.0 + i, 4.0, 4, ("EDA",), seed=i))
+        rec.on_block("ble:hrs:AA", regular("ecg", 1_790_000_000.0 + i, 130.0, 130, ("ECG",), seed=i))
+    rec.close()
+    chunks = json.loads((tmp_path / "r" / "recording.json").read_text())["chunks"]
+    assert len(chunks) == 3 and [len(c["files"]) for c in chunks] == [2, 2, 2]
+
+
 async def _collect(source):
     return [b async for b in source.blocks()]
 
