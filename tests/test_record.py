@@ -482,3 +482,34 @@ def test_a_serial_cyton_that_drops_vanishes_and_returns_is_recorded_with_gap_los
     before = list(edf_signals(rec / "eeg-0000-1.bdf")["annotations"][2])
     assert "gap eeg 5 lost" in before and "lost serial:cyton" in before, before  # its start and its end
     assert files[2]["start_unix"] >= back["ts"] - 1e-6 and files[1]["start_unix"] <= lost["ts"]
+
+
+def test_a_recording_folder_that_goes_away_is_one_line_and_the_daemon_goes_on(mqtt_broker, tmp_path):
+    import shutil
+
+    config = tmp_path / "chunks.toml"
+    config.write_text("[record]\nmax_chunk_s = 5.0\n")
+    rec = tmp_path / "rec"
+    harness = load_test_module("daemon_harness")
+    daemon = harness.DaemonProcess(["--config", str(config), "--source", "simulate:seed=4,duration=120",
+                                    "--speed", "20", "--broker", mqtt_broker.url, "--device-id", DEVICE,
+                                    "--state-dir", str(tmp_path / "state"), "--record", str(rec)], tmp_path)
+    try:
+        assert wait_until(lambda: (rec / "states-0001.jsonl").exists(), 20), daemon.stderr()[-2000:]
+        shutil.rmtree(rec)  # the USB stick is pulled: the next chunk's files cannot be created
+        assert daemon.wait(60) == 0, daemon.stderr()[-3000:]
+    finally:
+        daemon.close()
+    err = daemon.stderr()
+    failed = [line for line in err.splitlines() if "it stops here" in line]
+    assert len(failed) == 1 and "recorder:" in failed[0] and "Traceback" not in err, err[-3000:]
+    assert "stopped: " in err and int(err.split("stopped: ")[1].split()[0]) >= 120 / 5 - 2  # published them all
+
+
+def test_a_record_dir_that_cannot_be_made_is_one_line(mqtt_broker, tmp_path):
+    (tmp_path / "afile").write_text("")
+    proc = run_cli("run", "--source", "simulate:duration=10", "--speed", "max", "--broker", mqtt_broker.url,
+                   "--state-dir", str(tmp_path / "state"), "--record", str(tmp_path / "afile" / "rec"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"emotion-edge run: record dir {tmp_path / 'afile' / 'rec'}: "
+                                                           "cannot create"), proc.stderr
