@@ -599,8 +599,9 @@ async def run_daemon(config: Config, *, on_ready: Callable[[], None] | None = No
     async with lock:
         publish(pipeline.finish())
     baseline_task.cancel()
-    if taps is not None:
+    if taps_task is not None:
         taps_task.cancel()
+    if taps is not None:
         taps.close()  # the last chunk's files
     save_baselines(baseline_file, estimators)
     if executor is not None:

@@ -491,7 +491,7 @@ def test_a_recording_folder_that_goes_away_is_one_line_and_the_daemon_goes_on(mq
     config.write_text("[record]\nmax_chunk_s = 5.0\n")
     rec = tmp_path / "rec"
     harness = load_test_module("daemon_harness")
-    daemon = harness.DaemonProcess(["--config", str(config), "--source", "simulate:seed=4,duration=120",
+    daemon = harness.DaemonProcess(["--config", str(config), "--source", "simulate:seed=4,duration=60",
                                     "--speed", "20", "--broker", mqtt_broker.url, "--device-id", DEVICE,
                                     "--state-dir", str(tmp_path / "state"), "--record", str(rec)], tmp_path)
     try:
@@ -503,7 +503,7 @@ def test_a_recording_folder_that_goes_away_is_one_line_and_the_daemon_goes_on(mq
     err = daemon.stderr()
     failed = [line for line in err.splitlines() if "it stops here" in line]
     assert len(failed) == 1 and "recorder:" in failed[0] and "Traceback" not in err, err[-3000:]
-    assert "stopped: " in err and int(err.split("stopped: ")[1].split()[0]) >= 120 / 5 - 2  # published them all
+    assert "stopped: " in err and int(err.split("stopped: ")[1].split()[0]) >= 60 / 5 - 2  # published them all
 
 
 def test_a_record_dir_that_cannot_be_made_is_one_line(mqtt_broker, tmp_path):
