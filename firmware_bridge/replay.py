@@ -1,4 +1,5 @@
-"""Replays of recorded sessions as sources: Empatica E4 export folders and WFDB ECG records.
+"""Replays of recorded sessions as sources: Empatica E4 export folders, WFDB ECG records, our own
+recordings (``replay:record:DIR``, made by ``run --record``) and EDF/BDF files (``replay:edf:FILE``).
 
 A replay keeps the recording's own clock (blocks carry the recording's unix times, so the
 published states line up with a study's labels), interleaves its streams in time order,
@@ -272,7 +273,8 @@ class RecordingReplay(Source):
     Each stream's files are read in chunk order, one file at a time (memory: one chunk per stream);
     regular streams keep their recorded sample times (``origin_unix``/``first_index`` in
     recording.json), event streams (``ibi``) their exact times from the JSON lines. Values are the
-    EDF/BDF digitisation of the originals (see docs/recording.md for what that changes).
+    EDF/BDF digitisation of the originals (see docs/recording.md for what that changes). Only
+    complete chunks are replayed (an open chunk left by a crash has no raw samples).
     Option ``streams=eda+ecg`` limits what is replayed.
     """
 
@@ -292,6 +294,8 @@ class RecordingReplay(Source):
             raise SourceError(f"source {self.spec!r}: {manifest}: unreadable ({exc})") from None
         files: dict[str, list[dict]] = {}
         for chunk in chunks:
+            if not chunk.get("complete"):
+                continue  # the open chunk of a run that died: its raw samples were never written
             for entry in chunk.get("files", []):
                 files.setdefault(entry["key"], []).append({"kind": "edf", **entry})
             for entry in chunk.get("event_streams", []):

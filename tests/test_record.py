@@ -312,6 +312,9 @@ def test_recorder_splits_at_gaps_rolls_over_by_size_and_keeps_sample_times(tmp_p
     replayed = asyncio.run(_collect(open_source(f"replay:record:{tmp_path / 's'}", None)))
     times = np.concatenate([b.ts_unix + np.arange(b.n) / b.rate_hz for b in replayed])
     assert np.allclose(times, t0 + np.arange(12 * 130) / 130.0, atol=1e-6)
+    with pytest.raises(Exception, match="no such stream data"):
+        open_source(f"replay:record:{tmp_path / 's'}?streams=eeg", None)
+    assert open_source(f"replay:record:{tmp_path / 's'}?streams=ecg", None).streams == ("ecg",)
 
 
 def test_sources_on_different_clocks_do_not_make_every_chunk_full(tmp_path):
