@@ -151,6 +151,7 @@ class RecordConfig:
     max_chunk_s: float = 600.0  # a chunk closes after this much source time...
     max_chunk_mb: float = 64.0  # ...or this much raw data (what a crash can lose at most)
     format: str = "auto"  # "auto" = BDF+ (24-bit) for EEG, EDF+ (16-bit) for the rest; "bdf" = BDF+ for all
+    lossless: bool = True  # also keep the samples as given (.npy beside each EDF file): exact replays
 
 
 @dataclass(frozen=True)

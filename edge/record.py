@@ -14,6 +14,8 @@
 - ``<stream>-NNNN.edf`` / ``.bdf``: each regular stream's data of chunk NNNN (``edge.edf_format``),
   with the chunk's events (and, for a source with beats, each beat) as EDF+ annotations; a stream
   that had a gap in the chunk has more than one file (``<stream>-NNNN-1.edf``, ...);
+- ``<stream>-NNNN.npy`` beside each EDF/BDF file (``lossless``, the default): the samples exactly
+  as the source gave them, which ``replay:record`` prefers, so a replay reproduces the states;
 - ``<stream>-NNNN.jsonl`` for event streams (``ibi``): one source block per line (exact times).
 
 JSON lines are flushed line by line. Raw samples are held in memory for the open chunk (bounded
@@ -83,6 +85,7 @@ class _StreamRec:
     bdf: bool
     segments: list[_Segment] = field(default_factory=list)
     next_unix: float | None = None  # where the next contiguous block should start
+    dtype: str = "float32"  # the source's sample type (replays give it back)
     events_fh: TextIO | None = None
 
 
@@ -90,7 +93,7 @@ class Recorder:
     """Writes one recording folder (see the module doc). Not thread-safe: call from the event loop."""
 
     def __init__(self, folder: Path | str, device_id: str, *, max_chunk_s: float = 600.0, max_chunk_mb: float = 64.0,
-                 bdf_all: bool = False, sources: list[str] | tuple[str, ...] = ()):
+                 bdf_all: bool = False, lossless: bool = True, sources: list[str] | tuple[str, ...] = ()):
         self.folder = Path(folder).expanduser()
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -103,6 +106,7 @@ class Recorder:
         self.max_chunk_s = max_chunk_s
         self.max_chunk_bytes = max_chunk_mb * 1e6
         self.bdf_all = bdf_all
+        self.lossless = lossless
         self.streams: dict[tuple[str, str], _StreamRec] = {}
         self.chunk = 0
         self.chunks: list[dict[str, Any]] = []
@@ -190,7 +194,7 @@ class Recorder:
                 "states": self._name("states", "jsonl"), "events": self._name("events", "jsonl"),
                 "modalities": self._name("modalities", "jsonl"),
                 "event_streams": [{"key": r.key, "stream": r.stream, "channels": list(r.channels), "source": r.source,
-                                   "file": self._name(r.key, "jsonl")}
+                                   "file": self._name(r.key, "jsonl"), "dtype": r.dtype}
                                   for r in self.streams.values() if r.rate_hz <= 0],
                 "files": list(self.chunk_files) if complete else []}
 
@@ -208,7 +212,8 @@ class Recorder:
             if block.rate_hz > 0:
                 record_duration_s(block.rate_hz)  # refuse a rate EDF cannot hold, in one line
             rec = _StreamRec(key, block.stream, tuple(block.channels), float(block.rate_hz), source,
-                             self.bdf_all or block.stream in BDF_STREAMS)
+                             self.bdf_all or block.stream in BDF_STREAMS,
+                             dtype=str(np.result_type(block.data.dtype, np.float32)))
             if rec.rate_hz <= 0:
                 rec.events_fh = open(self.folder / self._name(rec.key, "jsonl"), "a", buffering=1)
             self.streams[(source, block.stream)] = rec
@@ -220,7 +225,7 @@ class Recorder:
         if isinstance(block, FrameBlock) or block.n == 0:
             return  # camera frames are not recorded (see docs/recording.md)
         rec = self._stream_rec(source, block)
-        data = np.array(block.data, dtype=np.float32).reshape(block.n, -1)
+        data = np.array(block.data, dtype=np.result_type(block.data.dtype, np.float32)).reshape(block.n, -1)
         if not self.last_data_unix:
             self._extend_span(block.ts_unix, block.ts_unix, None)
         if block.lost_samples:
@@ -228,7 +233,7 @@ class Recorder:
                        short=f"gap {block.stream} {block.lost_samples} lost")
         if rec.rate_hz <= 0:
             times = np.asarray(block.times_unix if block.times_unix is not None else [block.ts_unix], dtype=np.float64)
-            self._line(rec.events_fh, {"times_unix": times.tolist(), "data": data.tolist()})
+            self._line(rec.events_fh, {"times_unix": times.tolist(), "data": data.tolist()})  # repr: exact
             beats = self.chunk_beats.setdefault(source, [])
             for t, row in zip(times.tolist(), data.tolist()):
                 if len(beats) < MAX_EVENTS_PER_CHUNK:
@@ -315,7 +320,14 @@ class Recorder:
                                  bdf=rec.bdf, equipment=f"{self.device_id} {rec.source}",
                                  recording_note="emotion-edge recording; start time is UTC")
         info.update({"file": name, "key": rec.key, "source": rec.source, "n_samples": n_real,
-                     "origin_unix": seg.origin_unix, "first_index": seg.first_index})
+                     "origin_unix": seg.origin_unix, "first_index": seg.first_index, "dtype": str(data.dtype)})
+        if self.lossless:  # the samples exactly as the source gave them: replays then reproduce states exactly
+            samples = name.rsplit(".", 1)[0] + ".npy"
+            part_path = self.folder / (samples + ".part")
+            with open(part_path, "wb") as fh:
+                np.save(fh, np.ascontiguousarray(data[:n_real]))
+            part_path.replace(self.folder / samples)
+            info["samples_file"] = samples
         self.chunk_files.append(info)
 
     def _flush_streams(self, final: bool) -> None:
@@ -482,7 +494,8 @@ def open_taps(config: Any) -> Taps | None:
     rc = config.record
     if rc.dir:
         taps.append(Recorder(rc.dir, config.daemon.device_id, max_chunk_s=rc.max_chunk_s,
-                             max_chunk_mb=rc.max_chunk_mb, bdf_all=rc.format == "bdf", sources=specs))
+                             max_chunk_mb=rc.max_chunk_mb, bdf_all=rc.format == "bdf", lossless=rc.lossless,
+                             sources=specs))
         log.info("recording to %s (chunks of %g s / %g MB)", rc.dir, rc.max_chunk_s, rc.max_chunk_mb)
     if config.lsl.enabled:
         from edge.lsl import open_lsl_outlet  # noqa: PLC0415

@@ -272,8 +272,9 @@ class RecordingReplay(Source):
 
     Each stream's files are read in chunk order, one file at a time (memory: one chunk per stream);
     regular streams keep their recorded sample times (``origin_unix``/``first_index`` in
-    recording.json), event streams (``ibi``) their exact times from the JSON lines. Values are the
-    EDF/BDF digitisation of the originals (see docs/recording.md for what that changes). Only
+    recording.json), event streams (``ibi``) their exact times from the JSON lines. Samples come
+    from the lossless ``.npy`` copies where the recording kept them (the default), else from the
+    EDF/BDF files, digitised (see docs/recording.md for what that changes). Only
     complete chunks are replayed (an open chunk left by a crash has no raw samples).
     Option ``streams=eda+ecg`` limits what is replayed.
     """
@@ -323,15 +324,32 @@ class RecordingReplay(Source):
             if entry["kind"] == "jsonl":
                 yield from self._event_blocks(path, entry, order)
                 continue
-            try:
-                found, _ = read_stream_file(path, n_samples=int(entry["n_samples"]))
-            except RecordingError as exc:
-                raise SourceError(f"source {self.spec!r}: {exc}") from None
-            if not found:
-                raise SourceError(f"source {self.spec!r}: {path.name}: no {entry['stream']} signal in the file")
+            data = self._exact_samples(entry)
+            if data is None:
+                try:
+                    found, _ = read_stream_file(path, n_samples=int(entry["n_samples"]))
+                except RecordingError as exc:
+                    raise SourceError(f"source {self.spec!r}: {exc}") from None
+                if not found:
+                    raise SourceError(f"source {self.spec!r}: {path.name}: no {entry['stream']} signal in the file")
+                data = found[0].data.astype(entry.get("dtype", "float32"))
             yield from _file_blocks(entry["stream"], tuple(entry["channels"]), float(entry["rate_hz"]),
-                                    float(entry["origin_unix"]), int(entry["first_index"]), found[0].data,
-                                    order, self.spec)
+                                    float(entry["origin_unix"]), int(entry["first_index"]), data, order, self.spec)
+
+    def _exact_samples(self, entry: dict) -> np.ndarray | None:
+        """The lossless copy of an EDF file's samples (``.npy``), when the recording kept one."""
+        name = entry.get("samples_file")
+        if not name or not (self.folder / name).exists():
+            return None
+        try:
+            data = np.load(self.folder / name, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            log.warning("%s: %s unreadable (%s); using the EDF file", self.spec, name, exc)
+            return None
+        if data.ndim != 2 or len(data) != int(entry["n_samples"]):
+            log.warning("%s: %s does not match %s; using the EDF file", self.spec, name, entry["file"])
+            return None
+        return data
 
     def _event_blocks(self, path: Path, entry: dict, order: int) -> Iterator[tuple[float, int, SampleBlock]]:
         if not path.exists():
@@ -342,7 +360,7 @@ class RecordingReplay(Source):
                 try:
                     row = json.loads(line)
                     times = np.asarray(row["times_unix"], dtype=np.float64)
-                    data = np.asarray(row["data"], dtype=np.float32).reshape(len(times), -1)
+                    data = np.asarray(row["data"], dtype=entry.get("dtype", "float32")).reshape(len(times), -1)
                 except (ValueError, KeyError, TypeError):
                     log.warning("%s: %s line %d unreadable (a crash mid-line?); skipped", self.spec, path.name, n)
                     continue
