@@ -19,6 +19,9 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from edge.limits import MAX_BASELINES_BYTES, loads_json_bounded
+from edge.small_files import read_small_bytes
+
 log = logging.getLogger(__name__)
 
 # A kill -9 loses at most this much of a 20-minute baseline. A full eda + cardiac file is ~140 KB;
@@ -64,11 +67,21 @@ def save_baselines(path: Path, estimators: Mapping[str, Any]) -> bool:
 
 
 def _saved_modalities(path: Path) -> dict:
-    """The file's {modality: {"model_sha256", "streams"}}; OSError/ValueError/KeyError/AttributeError if it is not one."""
-    saved = json.loads(path.read_text())
+    """The file's {modality: {"model_sha256", "streams"}}; OSError or ValueError (one line) if it is not one.
+
+    Read bounded (a regular file up to ``MAX_BASELINES_BYTES``, JSON nested at most
+    ``MAX_JSON_DEPTH``) and checked for shape, so no corruption reaches the estimators as a
+    traceback: a damaged file only costs the baselines it held.
+    """
+    saved = loads_json_bounded(read_small_bytes(path, MAX_BASELINES_BYTES))
+    if not isinstance(saved, dict):
+        raise ValueError(f"a JSON {type(saved).__name__}, expected an object")
     if saved.get("format") != FORMAT:
         raise ValueError(f"format {saved.get('format')!r}, expected {FORMAT!r}")
-    return saved["modalities"]
+    modalities = saved.get("modalities")
+    if not isinstance(modalities, dict):
+        raise ValueError(f"'modalities' is a {type(modalities).__name__}, expected an object")
+    return modalities
 
 
 def load_baselines(path: Path, estimators: Mapping[str, Any]) -> int:
@@ -77,8 +90,9 @@ def load_baselines(path: Path, estimators: Mapping[str, Any]) -> int:
         return 0
     try:
         modalities = _saved_modalities(path)
-    except (OSError, ValueError, KeyError, AttributeError) as exc:
-        log.warning("baselines: %s unreadable (%s); starting with empty baselines", path, exc)
+    except (OSError, ValueError) as exc:
+        log.warning("baselines: %s unreadable (%s); starting with empty baselines", path,
+                    getattr(exc, "strerror", None) or exc)
         return 0
     restored = 0
     for name, entry in modalities.items():
@@ -90,7 +104,7 @@ def load_baselines(path: Path, estimators: Mapping[str, Any]) -> int:
             continue
         try:
             n = est.restore_baselines(entry.get("streams") or {})
-        except (ValueError, TypeError, AttributeError) as exc:
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
             log.warning("baselines: %s in %s unusable (%s); starting it empty", name, path, exc)
             continue
         restored += n
@@ -110,6 +124,6 @@ def describe(path: Path, now_unix: float) -> str:
             newest = max((s["ends"][-1] for s in streams.values() if s["ends"]), default=None)
             age = f", newest {(now_unix - newest) / 60:.0f} min ago" if newest is not None else ""
             parts.append(f"{name} {n} window(s){age}")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ValueError(f"{path} is not a baselines file ({type(exc).__name__}: {exc})") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise ValueError(f"{path} is not a baselines file ({getattr(exc, 'strerror', None) or exc})") from None
     return "; ".join(parts) or "empty"

@@ -17,7 +17,7 @@ from edge.errors import EmotionEdgeError, MissingExtraError
 # Packages that only an optional extra installs -> that extra (pyproject.toml's optional-dependencies).
 EXTRA_OF_PACKAGE = {
     "tensorflow": "train", "keras": "train", "neurokit2": "train", "openpyxl": "train", "scipy": "train",
-    "cv2": "camera", "tflite_runtime": "tflite",
+    "cv2": "camera", "tflite_runtime": "tflite", "matplotlib": "report",
 }
 
 # subcommand -> (module, one-line help)
@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("edge.tools.bench", "measure CPU, latency, memory and start-up of the pipeline"),
     "doctor": ("edge.doctor", "check runtime, models, broker, TLS files and devices"),
     "devices": ("firmware_bridge.cli", "scan for and check sensors"),
+    "report": ("edge.report.cli", "session report: states -> one self-contained HTML page with plots"),
     "homeassistant": ("edge.homeassistant", "show or remove the Home Assistant MQTT discovery configs"),
     "train": ("edge.tools.train", "train a modality's model on a dataset"),
     "models": ("edge.tools.models_cli", "list, inspect, quantize, evaluate and benchmark models"),

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from edge import limits
 from edge.errors import ConfigError
+from edge.small_files import read_small_text
 from edge.stream import MODALITIES
 
 if sys.version_info >= (3, 11):
@@ -183,6 +185,31 @@ def _check_positive(path: str, value: float, allow_zero: bool = False) -> None:
         raise ConfigError(f"config: {path}: must be {'>= 0' if allow_zero else '> 0'}, got {value:g}")
 
 
+def _check_range(path: str, value: float, low: float, high: float, unit: str = "") -> None:
+    """``value`` finite and in [low, high] (units named in the message)."""
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ConfigError(f"config: {path}: must be in {low:g}..{high:g}{' ' + unit if unit else ''}, got {value:g}")
+
+
+def _check_text(path: str, value: str, max_bytes: int) -> None:
+    if len(value.encode("utf-8", errors="surrogatepass")) > max_bytes:
+        raise ConfigError(f"config: {path}: longer than {max_bytes} bytes ({len(value)} characters)")
+    if "\x00" in value:
+        raise ConfigError(f"config: {path}: contains a NUL character")
+
+
+# MQTT strings are length-prefixed with 16 bits (MQTT 3.1.1 section 1.5.3): a client id or topic
+# over 65,535 bytes cannot be sent at all (paho's network thread dies on it). Ids and prefixes are
+# kept far shorter, as brokers expect (mosquitto's default client id limit is 65,535, AWS IoT's 128).
+MAX_ID_BYTES = 256
+MAX_SOURCES = 32
+MAX_PATH_BYTES = 4096
+MAX_NUM_THREADS = 64  # more interpreter threads than any SoC has cores only adds contention
+MAX_SPEED = 1e6  # replay pacing: faster than this is "max"
+MIN_SPEED = 1e-3
+MAX_DURATION_S = 10 * 365 * 86400.0  # beyond ten years, say inf
+
+
 def _check_unit(path: str, value: float) -> None:
     if not (0.0 <= value <= 1.0):
         raise ConfigError(f"config: {path}: must be in [0, 1], got {value:g}")
@@ -204,6 +231,7 @@ def parse_speed(value: Any, path: str = "daemon.speed") -> float | None:
     if math.isinf(value) and value > 0:
         return None
     _check_positive(path, float(value))
+    _check_range(path, float(value), MIN_SPEED, MAX_SPEED, "(x real time; or 'max')")
     return float(value)
 
 
@@ -258,11 +286,25 @@ def validate(config: Config) -> Config:
     """Range checks across the whole structure (types were checked while building)."""
     from edge.publish import parse_broker_url  # noqa: PLC0415 - the MQTT helper's module
 
+    config = _expand_paths(config)
     d = config.daemon
+    _check_text("daemon.device_id", d.device_id, MAX_ID_BYTES)
+    _check_text("mqtt.topic_prefix", config.mqtt.topic_prefix, MAX_ID_BYTES)
+    _check_text("mqtt.client_id", config.mqtt.client_id, MAX_ID_BYTES)
+    _check_text("mqtt.username", config.mqtt.username, MAX_ID_BYTES)
+    _check_text("mqtt.broker", config.mqtt.broker, MAX_PATH_BYTES)
+    for key in ("state_dir",):
+        _check_text(f"daemon.{key}", getattr(d, key), MAX_PATH_BYTES)
+    for key in ("password_file", "ca_file", "cert_file", "key_file"):
+        _check_text(f"mqtt.{key}", getattr(config.mqtt, key), MAX_PATH_BYTES)
     if not d.device_id or any(c in d.device_id for c in "/+#") or not d.device_id.isprintable():
         raise ConfigError(f"config: daemon.device_id: must be non-empty without '/', '+' or '#', got {d.device_id!r}")
     if not d.sources:
         raise ConfigError("config: daemon.sources: at least one source is needed (e.g. 'simulate')")
+    if len(d.sources) > MAX_SOURCES:
+        raise ConfigError(f"config: daemon.sources: at most {MAX_SOURCES} sources, got {len(d.sources)}")
+    for i, spec in enumerate(d.sources):
+        _check_text(f"daemon.sources[{i}]", spec, MAX_PATH_BYTES)
     from firmware_bridge.devices import parse_spec  # noqa: PLC0415
 
     for i, spec in enumerate(d.sources):
@@ -270,8 +312,10 @@ def validate(config: Config) -> Config:
             parse_spec(spec)
         except Exception as exc:  # SourceError: one line naming the spec
             raise ConfigError(f"config: daemon.sources[{i}]: {exc}") from None
-    if not (d.duration_s >= 0):  # inf allowed: run until the sources end
-        raise ConfigError(f"config: daemon.duration_s: must be >= 0 (or inf), got {d.duration_s:g}")
+    if not (d.duration_s >= 0) or (math.isfinite(d.duration_s) and d.duration_s > MAX_DURATION_S):
+        raise ConfigError(f"config: daemon.duration_s: must be in 0..{MAX_DURATION_S:g} s (or inf), got {d.duration_s:g}")
+    if d.speed is not None:
+        parse_speed(d.speed, "daemon.speed")
     for name in d.modalities:
         if name not in MODALITIES:
             raise ConfigError(f"config: daemon.modalities: unknown modality {name!r} (known: {', '.join(MODALITIES)})")
@@ -285,25 +329,35 @@ def validate(config: Config) -> Config:
         w = config.windows.for_modality(name)
         _check_positive(f"windows.{name}.length_s", w.length_s, allow_zero=True)
         _check_positive(f"windows.{name}.hop_s", w.hop_s, allow_zero=True)
+        if w.length_s:  # 0 = the model manifest's
+            _check_range(f"windows.{name}.length_s", w.length_s, limits.MIN_HOP_S, limits.MAX_WINDOW_S, "s")
+        if w.hop_s:
+            _check_range(f"windows.{name}.hop_s", w.hop_s, limits.MIN_HOP_S, limits.MAX_HOP_S, "s")
         if w.length_s and w.hop_s and w.hop_s > w.length_s:
             raise ConfigError(f"config: windows.{name}.hop_s: must be <= length_s ({w.length_s:g}), got {w.hop_s:g}")
         _check_unit(f"fusion.reliability.{name}", config.fusion.reliability.for_modality(name))
     f = config.fusion
     _check_positive("fusion.hop_s", f.hop_s)
+    _check_range("fusion.hop_s", f.hop_s, limits.MIN_HOP_S, limits.MAX_HOP_S, "s")
     _check_positive("fusion.stale_hops", f.stale_hops)
+    _check_range("fusion.stale_hops", f.stale_hops, 0.0, 1000.0)
     _check_positive("fusion.stale_slack_s", f.stale_slack_s, allow_zero=True)
+    _check_range("fusion.stale_slack_s", f.stale_slack_s, 0.0, limits.MAX_HOP_S, "s")
     _check_positive("fusion.smoothing_tau_s", f.smoothing_tau_s, allow_zero=True)
+    _check_range("fusion.smoothing_tau_s", f.smoothing_tau_s, 0.0, 86400.0, "s")
     _check_positive("fusion.max_lag_s", f.max_lag_s)
+    _check_range("fusion.max_lag_s", f.max_lag_s, 0.0, 86400.0, "s")
     _check_unit("fusion.stress_threshold", f.stress_threshold)
     _check_positive("fusion.neutral_radius", f.neutral_radius, allow_zero=True)
     _check_positive("calibration.rest_s", config.calibration.rest_s, allow_zero=True)
+    _check_range("calibration.rest_s", config.calibration.rest_s, 0.0, 86400.0, "s")
     _check_unit("calibration.rest_stress", config.calibration.rest_stress)
-    if config.face.max_frames_per_window < 1:
-        raise ConfigError(f"config: face.max_frames_per_window: must be >= 1, got {config.face.max_frames_per_window}")
-    if config.face.min_face_px < 8:
-        raise ConfigError(f"config: face.min_face_px: must be >= 8, got {config.face.min_face_px}")
-    if config.face.detect_width_px and config.face.detect_width_px < 64:
-        raise ConfigError(f"config: face.detect_width_px: must be 0 or >= 64, got {config.face.detect_width_px}")
+    if not 1 <= config.face.max_frames_per_window <= 100:
+        raise ConfigError(f"config: face.max_frames_per_window: must be in 1..100, got {config.face.max_frames_per_window}")
+    if not 8 <= config.face.min_face_px <= 8192:
+        raise ConfigError(f"config: face.min_face_px: must be in 8..8192 px, got {config.face.min_face_px}")
+    if config.face.detect_width_px and not 64 <= config.face.detect_width_px <= 8192:
+        raise ConfigError(f"config: face.detect_width_px: must be 0 or in 64..8192 px, got {config.face.detect_width_px}")
     if not (0 < config.metrics.port < 65536):
         raise ConfigError(f"config: metrics.port: must be in 1..65535, got {config.metrics.port}")
     _check_positive("metrics.interval_s", config.metrics.interval_s)
@@ -311,12 +365,27 @@ def validate(config: Config) -> Config:
     if not prefix or any(c in prefix for c in "+#") or prefix.startswith("/") or prefix.endswith("/"):
         raise ConfigError(f"config: homeassistant.discovery_prefix: must be a topic without '+', '#' or "
                           f"a leading/trailing '/', got {prefix!r}")
-    _check_positive("record.max_chunk_s", config.record.max_chunk_s)
-    _check_positive("record.max_chunk_mb", config.record.max_chunk_mb)
+    _check_range("metrics.interval_s", config.metrics.interval_s, 0.1, 86400.0, "s")
+    _check_range("record.max_chunk_s", config.record.max_chunk_s, 1.0, 86400.0, "s of source time")
+    _check_range("record.max_chunk_mb", config.record.max_chunk_mb, 0.001, 4096.0, "MB")
     if config.record.format not in ("auto", "bdf"):
         raise ConfigError(f"config: record.format: must be 'auto' or 'bdf', got {config.record.format!r}")
-    if config.models.num_threads < 1:
-        raise ConfigError(f"config: models.num_threads: must be >= 1, got {config.models.num_threads}")
+    if not 1 <= config.models.num_threads <= MAX_NUM_THREADS:
+        raise ConfigError(f"config: models.num_threads: must be in 1..{MAX_NUM_THREADS}, got {config.models.num_threads}")
+    return config
+
+
+_PATH_KEYS = (("daemon", "state_dir"), ("mqtt", "password_file"), ("mqtt", "ca_file"), ("mqtt", "cert_file"),
+              ("mqtt", "key_file"), ("models", "dir"), ("metrics", "textfile"),
+              ("record", "dir"))
+
+
+def _expand_paths(config: Config) -> Config:
+    """``~`` in every path key expanded once, here, so every user of a path sees the same file."""
+    for table, key in _PATH_KEYS:
+        value = getattr(getattr(config, table), key)
+        if isinstance(value, str) and value.startswith("~"):
+            config = replace_dotted(config, f"{table}.{key}", os.path.expanduser(value))
     return config
 
 
@@ -334,13 +403,21 @@ def load_config(path: Path | str | None = None, overrides: Mapping[str, Any] | N
     if path is not None:
         path = Path(path)
         try:
-            data = tomllib.loads(path.read_text())
+            text = read_small_text(path, limits.MAX_CONFIG_BYTES)
         except FileNotFoundError:
             raise ConfigError(f"config: {path}: file not found") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config: {path}: cannot read (not UTF-8 text)") from None
+        except ValueError as exc:  # a FIFO, a device, a folder, too large
+            raise ConfigError(f"config: {path}: cannot read ({exc})") from None
+        except OSError as exc:
+            raise ConfigError(f"config: {path}: cannot read ({exc.strerror or exc})") from None
+        try:
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config: {path}: not valid TOML ({exc})") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config: {path}: cannot read ({exc})") from None
+        except RecursionError:  # tomllib recurses once per nested array or inline table
+            raise ConfigError(f"config: {path}: not valid TOML (nested too deeply)") from None
     config = _build(Config, data, "")
     for dotted, value in (overrides or {}).items():
         config = replace_dotted(config, dotted, value)
@@ -372,10 +449,12 @@ def broker_address(mqtt: MqttConfig) -> Any:
     password = address.password
     if password is None and mqtt.password_file:
         try:
-            lines = Path(mqtt.password_file).expanduser().read_text().splitlines()
+            lines = read_small_text(Path(mqtt.password_file).expanduser(), limits.MAX_SMALL_FILE_BYTES).splitlines()
         except OSError as exc:
             raise ConfigError(f"config: mqtt.password_file: cannot read {mqtt.password_file} "
                               f"({exc.strerror or exc})") from None
+        except ValueError as exc:  # a FIFO would block the start for good; not UTF-8; too large
+            raise ConfigError(f"config: mqtt.password_file: {mqtt.password_file} {exc}") from None
         password = lines[0] if lines else ""
     if password is None:
         password = os.environ.get(PASSWORD_ENV)

@@ -36,12 +36,14 @@ from edge import sdnotify
 from edge.baseline_store import SAVE_EVERY_S, load_baselines, save_baselines, store_path
 from edge.calibration import Calibrator
 from edge.config import Config
-from edge.errors import EmotionEdgeError
+from edge.errors import EmotionEdgeError, ModelIntegrityError
 from edge.estimators import (DEFAULT_WINDOWS, MODALITY_STREAMS, EstimateUnavailable, Estimator, FrameWindow,
                              StreamWindow, make_estimator)
 from edge.fusion import FusedState, FusionParams, ModalityEstimate, Smoother, fuse, staleness_factor
 from edge.stream import MODALITIES, STREAM_TO_MODALITY, FrameBlock, SampleBlock
-from edge.windows import StreamBuffer, WindowClock, WindowSpec, block_times, buffer_capacity
+from edge.limits import (MAX_DUE_PER_STEP, MAX_HOP_S, MAX_STREAM_BUFFER_BYTES, MAX_WINDOW_S, MIN_HOP_S,
+                         is_unix_time)
+from edge.windows import HopGrid, StreamBuffer, WindowClock, WindowSpec, block_times, buffer_capacity
 
 log = logging.getLogger(__name__)
 
@@ -120,13 +122,18 @@ class Pipeline:
                                    neutral_radius=fusion.neutral_radius)
         self.smoother = Smoother(fusion.smoothing_tau_s, fusion.stress_threshold, fusion.neutral_radius)
         self.calibrator = Calibrator(config.calibration.rest_s, config.calibration.rest_stress)
-        self.next_fusion: float | None = None
+        self._fusion_grid: HopGrid | None = None
         self.last_fusion: float | None = None
         self.windows_done = 0
         self.estimate_seconds: dict[str, float] = collections.defaultdict(float)  # CPU per modality
         self.windows_by_modality: dict[str, int] = collections.defaultdict(int)
         self.ignored_streams: set[str] = set()
+        self.refused_streams: set[str] = set()  # blocks with times outside the unix range: said once
         self._stating = False  # whether the last fusion produced a state (log transitions only)
+
+    @property
+    def next_fusion(self) -> float | None:
+        return None if self._fusion_grid is None else self._fusion_grid.next
 
     # -- models ----------------------------------------------------------------------------------
     def models(self) -> dict[str, str]:
@@ -164,6 +171,12 @@ class Pipeline:
                 return []
             times = block_times(block)
             first = float(times[0])
+            if not (is_unix_time(first) and is_unix_time(float(times[-1]))):
+                if block.stream not in self.refused_streams:  # a decoder's bug or a corrupt clock: say it once
+                    self.refused_streams.add(block.stream)
+                    log.warning("stream %s: block at %r..%r is outside 1900..2100 (unix s); dropped",
+                                block.stream, first, float(times[-1]))
+                return []
             last = stream.buffer.last_time
             stream.buffer.lost_samples += int(block.lost_samples)
             stream.buffer.append(times, block.data)
@@ -183,6 +196,13 @@ class Pipeline:
             length = self.estimators[modality].window.length_s
             rate = block.rate_hz if block.rate_hz > 0 else IBI_NOMINAL_RATE_HZ
             n_channels = int(block.data.shape[1]) if block.data.ndim == 2 else 1
+            capacity = buffer_capacity(rate, length) if math.isfinite(rate) else -1
+            if not 0 < capacity * max(n_channels, 1) * 2 * 12 <= MAX_STREAM_BUFFER_BYTES:  # float32 + float64 time
+                if block.stream not in self.refused_streams:
+                    self.refused_streams.add(block.stream)
+                    log.error("stream %s: %g Hz x %d channel(s) x %g s window needs more than %d MB; ignored",
+                              block.stream, rate, n_channels, length, MAX_STREAM_BUFFER_BYTES >> 20)
+                return None
             stream = _Stream(StreamBuffer(buffer_capacity(rate, length), n_channels), float(block.rate_hz),
                              tuple(block.channels))
             self.streams[block.stream] = stream
@@ -253,10 +273,10 @@ class Pipeline:
         if self.reasons.pop(modality, None) is not None:
             log.info("%s: estimates again from %.1f", modality, end)
         self.latest[modality].append(self.calibrator.apply(estimate))
-        if self.next_fusion is None:  # fusion grid: first data time + k x fusion hop, from the first estimate on
+        if self._fusion_grid is None:  # fusion grid: first data time + k x fusion hop, from the first estimate on
             hop = self.config.fusion.hop_s
             anchor = self.calibrator.start_unix if self.calibrator.start_unix is not None else end
-            self.next_fusion = anchor + math.ceil((end - anchor) / hop - 1e-9) * hop
+            self._fusion_grid = HopGrid(anchor, hop, math.ceil((end - anchor) / hop - 1e-9))
 
     # -- fusion -----------------------------------------------------------------------------------
     def _data_ends(self) -> list[float]:
@@ -277,15 +297,17 @@ class Pipeline:
         out: list[OutgoingState] = []
         if watermark is None:
             return out
+        grid = self._fusion_grid
+        if grid is None:
+            return out
         hop = self.config.fusion.hop_s
-        if self.next_fusion is not None:
-            behind = watermark - self.next_fusion
-            limit = max(self.config.fusion.max_lag_s, 10 * hop)
-            if behind > limit:  # a gap in the data, or sources on different clocks: skip the empty stretch
-                self.next_fusion += (math.floor((behind - limit) / hop) + 1) * hop
-        while self.next_fusion is not None and self.next_fusion <= watermark + 1e-9:
-            t = self.next_fusion
-            self.next_fusion = t + self.config.fusion.hop_s
+        due = grid.due(watermark)  # counted, not stepped: no loop depends on float progress
+        # a gap in the data, or sources on different clocks: skip the empty stretch
+        keep = min(MAX_DUE_PER_STEP, int(max(self.config.fusion.max_lag_s, 10 * hop) / hop) + 1)
+        if due > keep:
+            grid.skip(due - keep)
+            due = keep
+        for t in grid.take(due):
             state = self.fuse_at(t, completed_perf)
             if state is not None:
                 out.append(state)
@@ -423,6 +445,9 @@ def window_spec(config: Config, modality: str, manifest: dict[str, Any]) -> Wind
     cfg = config.windows.for_modality(modality)
     length = cfg.length_s or float(pre.get("window_s") or default_len)
     hop = cfg.hop_s or float(pre.get("hop_s") or default_hop)
+    if not (MIN_HOP_S <= length <= MAX_WINDOW_S and MIN_HOP_S <= hop <= MAX_HOP_S):  # a manifest is outside input too
+        raise ModelIntegrityError(f"model {modality}: window {length:g} s / hop {hop:g} s outside "
+                                  f"{MIN_HOP_S:g}..{MAX_WINDOW_S:g} s / {MIN_HOP_S:g}..{MAX_HOP_S:g} s")
     return WindowSpec(length, min(hop, length))
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,8 +178,21 @@ def write_stream_file(path: Path, stream: str, channels: tuple[str, ...], rate_h
 
 
 @dataclass(frozen=True)
+class EdfSignalGroup:
+    """The signals of one type and rate in an EDF/BDF file (``EEG AF7``, ``EEG AF8``, ... side by side)."""
+
+    stream: str
+    channels: tuple[str, ...]
+    rate_hz: float
+    start_unix: float
+    indices: tuple[int, ...]  # signal numbers in the file
+    n_samples: int
+    units: str
+
+
+@dataclass(frozen=True)
 class EdfStream:
-    """One stream read back from an EDF/BDF file (its signals of one type and rate, side by side)."""
+    """One stream read back whole (see ``read_stream_file``)."""
 
     stream: str
     channels: tuple[str, ...]
@@ -188,38 +202,62 @@ class EdfStream:
     units: str
 
 
-def read_stream_file(path: Path, n_samples: int | None = None) -> tuple[list[EdfStream], list[EdfAnnotation]]:
-    """The streams in an EDF/BDF(+) file, grouped by label type and rate, and its annotations.
-
-    Signals whose label names no known type (``EEG``, ``ECG``/``EKG``, ``EDA``/``GSR``, ``BVP``/``PPG``)
-    are skipped. ``n_samples`` cuts the padding of a recording's last data record.
-    """
+def _open_reader(path: Path):
     pyedflib = pyedflib_module()
     try:
-        reader = pyedflib.EdfReader(str(path))
+        return pyedflib.EdfReader(str(path))
     except OSError as exc:
         raise RecordingError(f"EDF file {path}: cannot read ({exc})") from None
+
+
+def read_stream_header(path: Path) -> tuple[list[EdfSignalGroup], list[EdfAnnotation]]:
+    """The streams an EDF/BDF(+) file holds, grouped by label type and rate, and its annotations.
+
+    Signals whose label names no known type (``EEG``, ``ECG``/``EKG``, ``EDA``/``GSR``, ``BVP``/``PPG``)
+    are skipped. No samples are read.
+    """
+    reader = _open_reader(path)
     try:
         # edflib counts the sub-second in units of 100 ns (pyedflib's getStartdatetime misreads it)
         start = reader.getStartdatetime().replace(microsecond=0, tzinfo=dt.timezone.utc).timestamp()
         start += int(getattr(reader, "starttime_subsecond", 0)) / 1e7
-        groups: dict[tuple[str, float], list[tuple[str, np.ndarray, str]]] = {}
         rates = reader.getSampleFrequencies()
+        counts = reader.getNSamples()
+        members: dict[tuple[str, float], list[tuple[int, str, str]]] = {}
         for i, label in enumerate(reader.getSignalLabels()):
             known = label_stream(label)
-            if known is None:
-                continue
-            signal = reader.readSignal(i)
-            if n_samples is not None:
-                signal = signal[:n_samples]
-            groups.setdefault((known[0], float(rates[i])), []).append((known[1], signal, reader.getPhysicalDimension(i)))
+            if known is not None and float(rates[i]) > 0:
+                members.setdefault((known[0], float(rates[i])), []).append((i, known[1], reader.getPhysicalDimension(i)))
+        groups = [EdfSignalGroup(stream, tuple(c for _, c, _ in m), rate, start, tuple(i for i, _, _ in m),
+                                 int(min(counts[i] for i, _, _ in m)), m[0][2])
+                  for (stream, rate), m in members.items()]
         onsets, durations, texts = reader.readAnnotations()
     finally:
         reader.close()
+    return groups, [EdfAnnotation(start + float(o), float(d), str(t)) for o, d, t in zip(onsets, durations, texts)]
+
+
+def iter_stream_samples(path: Path, group: EdfSignalGroup, n_samples: int | None = None,
+                        chunk_samples: int = 1 << 16) -> Iterator[np.ndarray]:
+    """A group's samples, (m, channels) float32 in physical units, ``chunk_samples`` at a time
+    (blocking reads; memory does not grow with the file). ``n_samples`` cuts the padding of a
+    recording's last data record."""
+    total = group.n_samples if n_samples is None else min(group.n_samples, n_samples)
+    reader = _open_reader(path)
+    try:
+        for start in range(0, total, chunk_samples):
+            n = min(chunk_samples, total - start)
+            yield np.stack([reader.readSignal(i, start, n) for i in group.indices], axis=1).astype(np.float32)
+    finally:
+        reader.close()
+
+
+def read_stream_file(path: Path, n_samples: int | None = None) -> tuple[list[EdfStream], list[EdfAnnotation]]:
+    """Every known stream of a file read whole, and its annotations (see ``read_stream_header``)."""
+    groups, annotations = read_stream_header(path)
     streams = []
-    for (stream, rate), members in groups.items():
-        n = min(len(s) for _, s, _ in members)
-        data = np.stack([s[:n] for _, s, _ in members], axis=1).astype(np.float32)
-        streams.append(EdfStream(stream, tuple(c for c, _, _ in members), rate, start, data, members[0][2]))
-    annotations = [EdfAnnotation(start + float(o), float(d), str(t)) for o, d, t in zip(onsets, durations, texts)]
+    for g in groups:
+        parts = list(iter_stream_samples(path, g, n_samples))
+        data = np.concatenate(parts) if parts else np.zeros((0, len(g.channels)), np.float32)
+        streams.append(EdfStream(g.stream, g.channels, g.rate_hz, g.start_unix, data, g.units))
     return streams, annotations

@@ -40,3 +40,7 @@ class MissingExtraError(EmotionEdgeError):
         self.package, self.extra = package, extra
         super().__init__(f"needs {package}, which comes with the [{extra}] extra: "
                          f"pip install 'emotion-edge[{extra}]'")
+
+
+class ReportSourceError(EmotionEdgeError):
+    """A report's source (recording folder, states file, tags file) is absent or holds no states."""

@@ -9,7 +9,6 @@ When the broker goes away it says so in one line and reconnects.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import queue
 import sys
@@ -20,6 +19,7 @@ from typing import Any, TextIO
 
 from edge import package_version
 from edge.errors import ConfigError
+from edge.limits import is_unix_time, loads_json_bounded, unix_range_text
 from edge.publish import DEFAULT_TOPIC_PREFIX, parse_broker_url, unreachable_reason
 
 log = logging.getLogger(__name__)
@@ -36,11 +36,22 @@ _HEADER = (
 
 
 def _num(value: Any, fmt: str) -> str:
-    return (
-        format(value, fmt)
-        if isinstance(value, (int, float)) and not isinstance(value, bool)
-        else "?"
-    )
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "?"
+    try:
+        return format(value, fmt)
+    except ValueError:  # e.g. a float seq with "d"
+        return "?"
+
+
+def state_problem(state: dict) -> str | None:
+    """Why a decoded state cannot be shown (its ``ts`` is not a unix time), or None."""
+    ts = state.get("ts")
+    if ts is None:
+        return None
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not is_unix_time(float(ts)):
+        return f"ts {ts!r} is not a unix time ({unix_range_text()})"
+    return None
 
 
 def format_state_line(state: dict, repeat: bool = False) -> str:
@@ -57,7 +68,8 @@ def format_state_line(state: dict, repeat: bool = False) -> str:
     reasons = state.get("missing_reasons") if isinstance(state.get("missing_reasons"), dict) else {}
     missing = state.get("missing") if isinstance(state.get("missing"), list) else []
     missing_text = ", ".join(
-        f"{name} ({reasons[name]})" if name in reasons else str(name) for name in missing
+        f"{name} ({reasons[name]})" if isinstance(name, str) and name in reasons else str(name)
+        for name in missing
     )
     line = (
         f"{when:8}  {str(state.get('device_id', '?'))[:14]:14} {_num(state.get('seq'), 'd'):>7}  "
@@ -199,25 +211,30 @@ def listen(
                         )
                     continue
                 try:
-                    state = json.loads(payload)
+                    state = loads_json_bounded(payload)  # nested beyond any state: ValueError, not RecursionError
                     if not isinstance(state, dict):
                         raise ValueError("not a JSON object")
-                except ValueError as exc:
+                    problem = state_problem(state)
+                    if problem is not None:
+                        raise ValueError(problem)
+                    line = None if as_json else format_state_line(state, _is_repeat(state, topic, last_seq))
+                except (ValueError, TypeError, OverflowError) as exc:
                     log.warning(
-                        "%s: payload is not a JSON state (%d bytes: %s)", topic, len(payload), exc
+                        "%s: skipped a payload that is not a usable state (%d bytes: %s)",
+                        topic, len(payload), exc,
                     )
                     continue
                 received += 1
                 device = str(state.get("device_id", topic))
                 seq = state.get("seq")
-                repeat = isinstance(seq, int) and device in last_seq and seq <= last_seq[device]
+                repeat = _is_repeat(state, topic, last_seq)
                 if isinstance(seq, int) and not repeat:
                     last_seq[device] = seq
                 if as_json:
                     out.write(payload.decode("utf-8", "replace").rstrip("\n") + "\n")
                     out.flush()
                 else:
-                    print(format_state_line(state, repeat), file=out, flush=True)
+                    print(line, file=out, flush=True)
                 if validator is not None:
                     for problem in validator(state):
                         log.warning("%s seq %s: schema: %s", device, seq, problem)
@@ -253,6 +270,12 @@ def listen(
         client.disconnect()
         client.loop_stop()
     return received
+
+
+def _is_repeat(state: dict, topic: str, last_seq: dict[str, int]) -> bool:
+    device = str(state.get("device_id", topic))
+    seq = state.get("seq")
+    return isinstance(seq, int) and device in last_seq and seq <= last_seq[device]
 
 
 def _state_validator() -> Callable[[dict], list[str]]:

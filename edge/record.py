@@ -53,6 +53,20 @@ POLL_S = 1.0
 EDF_ANNOTATION_CHARS = 40  # edflib writes at most this many characters of an annotation
 
 
+MAX_MANIFEST_BYTES = 64 << 20  # recording.json: ~1 KB a chunk
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A recording.json, read bounded (size, nesting); OSError if missing, ValueError if not one."""
+    from edge.limits import loads_json_bounded  # noqa: PLC0415
+    from edge.small_files import read_small_text  # noqa: PLC0415
+
+    data = loads_json_bounded(read_small_text(path, MAX_MANIFEST_BYTES))
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return data
+
+
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w") as fh:
@@ -137,7 +151,7 @@ class Recorder:
         if not path.exists():
             return
         try:
-            old = json.loads(path.read_text())
+            old = read_manifest(path)
             chunks = list(old["chunks"])
             device = old["device_id"]
         except (OSError, ValueError, KeyError, TypeError) as exc:

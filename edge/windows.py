@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge.limits import MAX_DUE_PER_STEP
 from edge.stream import SampleBlock
 
 
@@ -108,8 +109,50 @@ class WindowSpec:
     hop_s: float
 
     def __post_init__(self) -> None:
-        if not (self.length_s > 0 and self.hop_s > 0):
-            raise ValueError(f"window length and hop must be > 0, got {self.length_s}, {self.hop_s}")
+        if not (self.length_s > 0 and self.hop_s > 0 and math.isfinite(self.length_s) and math.isfinite(self.hop_s)):
+            raise ValueError(f"window length and hop must be finite and > 0, got {self.length_s}, {self.hop_s}")
+
+
+class HopGrid:
+    """Times ``anchor + k * hop_s`` for whole k: progress is counted in steps, never summed in floats.
+
+    A loop that adds a hop to a time stops making progress once ``t + hop == t`` (a time of 1e20,
+    a hop of 1e-9); counting k as an integer and computing how many times are due in one division
+    keeps every step bounded whatever the numbers.
+    """
+
+    def __init__(self, anchor: float, hop_s: float, k: int = 0):
+        self.anchor = float(anchor)
+        self.hop_s = float(hop_s)
+        self.k = int(k)
+
+    @property
+    def next(self) -> float:
+        return self.anchor + self.k * self.hop_s
+
+    def due(self, upto: float, tol: float = 1e-9) -> int:
+        """How many grid times from ``next`` on are <= ``upto`` (+ ``tol``); 0 for a non-finite ``upto``."""
+        if not math.isfinite(upto) or not math.isfinite(self.next):
+            return 0
+        span = upto + tol - self.next
+        if span < 0:
+            return 0
+        n = int(math.floor(span / self.hop_s)) + 1
+        # one correction each way for rounding in the division (bounded: no loop)
+        if n > 0 and self.anchor + (self.k + n - 1) * self.hop_s > upto + tol:
+            n -= 1
+        if self.anchor + (self.k + n) * self.hop_s <= upto + tol:
+            n += 1
+        return max(n, 0)
+
+    def skip(self, n: int) -> None:
+        self.k += max(int(n), 0)
+
+    def take(self, n: int) -> list[float]:
+        """The next ``n`` grid times (n is bounded by the caller)."""
+        times = [self.anchor + (self.k + i) * self.hop_s for i in range(n)]
+        self.k += n
+        return times
 
 
 class WindowClock:
@@ -118,26 +161,35 @@ class WindowClock:
     The first window ends ``length_s`` after the first sample; later ends follow every
     ``hop_s``. ``advance(data_end)`` returns the ends of all windows the data has now passed
     (a window ``[end - length, end)`` is complete once data reaches ``end``). After a long gap
-    (``skip_gap``) the clock jumps forward instead of emitting a burst of empty windows.
+    (``skip_gap``) the clock jumps forward instead of emitting a burst of empty windows; more than
+    ``MAX_DUE_PER_STEP`` windows due at once (a jump in the data's clock) are skipped the same way.
     """
 
     def __init__(self, spec: WindowSpec):
         self.spec = spec
-        self.next_end: float | None = None
+        self._grid: HopGrid | None = None
         self.last_end: float | None = None
+        self.skipped = 0  # windows skipped because too many were due at once
+
+    @property
+    def next_end(self) -> float | None:
+        return None if self._grid is None else self._grid.next
 
     def start(self, first_sample_unix: float) -> None:
-        if self.next_end is None:
-            self.next_end = first_sample_unix + self.spec.length_s
+        if self._grid is None and math.isfinite(first_sample_unix):
+            self._grid = HopGrid(first_sample_unix + self.spec.length_s, self.spec.hop_s)
 
     def advance(self, data_end_unix: float) -> list[float]:
-        if self.next_end is None:
+        if self._grid is None:
             return []
-        ends: list[float] = []
-        while self.next_end <= data_end_unix + 1e-9:
-            ends.append(self.next_end)
-            self.last_end = self.next_end
-            self.next_end += self.spec.hop_s
+        due = self._grid.due(data_end_unix)
+        if due > MAX_DUE_PER_STEP:
+            self._grid.skip(due - MAX_DUE_PER_STEP)
+            self.skipped += due - MAX_DUE_PER_STEP
+            due = MAX_DUE_PER_STEP
+        ends = self._grid.take(due)
+        if ends:
+            self.last_end = ends[-1]
         return ends
 
     def skip_gap(self, new_data_start_unix: float) -> None:
@@ -146,12 +198,11 @@ class WindowClock:
         Windows still overlapping the new data are kept (their quality reflects the gap);
         called with the first sample time of each block.
         """
-        if self.next_end is None:
+        if self._grid is None or not math.isfinite(new_data_start_unix):
             return
-        empty_until = new_data_start_unix  # windows ending before this + nothing after the old data
-        if empty_until - self.next_end > self.spec.length_s:
-            skipped = math.floor((empty_until - self.next_end) / self.spec.hop_s)
-            self.next_end += max(skipped, 0) * self.spec.hop_s
+        gap = new_data_start_unix - self._grid.next  # windows ending before this + nothing after the old data
+        if gap > self.spec.length_s:
+            self._grid.skip(math.floor(gap / self.spec.hop_s))
 
     def final(self, data_end_unix: float, min_fraction: float = 0.5) -> float | None:
         """The end of a last, partial window at the end of a recording, or None.
@@ -159,12 +210,13 @@ class WindowClock:
         Emitted when the data runs at least ``min_fraction`` of a hop past the last window end,
         so the tail of a recording is not thrown away.
         """
-        if self.next_end is None:
+        if self._grid is None or not math.isfinite(data_end_unix):
             return None
-        last = self.last_end if self.last_end is not None else self.next_end - self.spec.length_s
-        if data_end_unix - last >= min_fraction * self.spec.hop_s and data_end_unix - (self.next_end - self.spec.length_s) >= min_fraction * self.spec.length_s:
+        next_end = self._grid.next
+        last = self.last_end if self.last_end is not None else next_end - self.spec.length_s
+        if data_end_unix - last >= min_fraction * self.spec.hop_s and data_end_unix - (next_end - self.spec.length_s) >= min_fraction * self.spec.length_s:
             self.last_end = data_end_unix
-            self.next_end = data_end_unix + self.spec.hop_s
+            self._grid = HopGrid(data_end_unix, self.spec.hop_s, k=1)
             return data_end_unix
         return None
 

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge.errors import SourceError
+from edge.errors import EmotionEdgeError, SourceError
 
 # (device, spec kind) recognised from a BLE advertisement
 NUS_SERVICE = "6e400001-b5a3-f393-e0a9-e50e24dcca9e"
@@ -247,7 +247,10 @@ async def check_source(spec: str, duration_s: float) -> CheckReport:
     """Open ``spec``, read it for ``duration_s`` wall seconds, and tally what arrived."""
     from firmware_bridge.devices import open_source
 
-    source = open_source(spec, speed=1.0)
+    try:
+        source = open_source(spec, speed=1.0)
+    except (ValueError, OSError) as exc:  # a reader's own message, named: never a traceback
+        raise SourceError(f"source {spec!r}: {exc}") from None
     report = CheckReport(spec=spec, duration_s=duration_s)
     iterator = source.blocks().__aiter__()
     start = time.monotonic()
@@ -269,6 +272,10 @@ async def check_source(spec: str, duration_s: float) -> CheckReport:
             except StopAsyncIteration:
                 report.ended = True
                 break
+            except EmotionEdgeError as exc:  # a bad file found while reading it: one line, named
+                report.error = str(exc)
+                report.ended = True
+                break
             stream = getattr(block, "stream", "video")
             tally = report.streams.setdefault(stream, StreamTally())
             tally.add(
@@ -285,7 +292,7 @@ async def check_source(spec: str, duration_s: float) -> CheckReport:
         report.decode_errors = stats.decode_errors
         report.reconnects = stats.reconnects
         report.connected = stats.connected
-        report.error = getattr(source, "last_error", None)
+        report.error = report.error or getattr(source, "last_error", None)
         await source.close()
         if pending is not None:
             pending.cancel()
@@ -319,4 +326,6 @@ def check_main(args: argparse.Namespace) -> int:
             )
         if not total:
             print(f"  no samples received{': ' + report.error if report.error else ''}")
+        elif report.error and report.ended:
+            print(f"  stopped early: {report.error}")
     return 0 if total else 1

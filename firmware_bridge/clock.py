@@ -1,4 +1,4 @@
-"""Device time -> host (unix) time, and sequence-number gaps. Pure: no clock reads.
+"""Device time -> host (unix) time, and sequence-number gaps. Pure, apart from ``ArrivalClock``.
 
 Why: a sensor's crystal drifts (tens of ppm: ~0.1 s an hour) and every packet reaches the host
 after a variable transport delay (USB latency, BLE connection intervals, OS scheduling). Stamping
@@ -13,6 +13,11 @@ least delay), the approach of one-way delay clock-skew estimation (Moon, Skelly 
 minimum per time bin is kept; a least-squares line through the minima gives the skew and is then
 lowered until it touches the lowest minimum, so mapped times are never later than any receipt.
 
+``ArrivalClock`` is what transports stamp received bytes with: the monotonic clock, mapped to wall
+time once. The wall clock itself can step (NTP setting a Raspberry Pi's clock after boot, often by
+hours): receive times taken from it would jump too, and a decoder would read a +1 h step as an hour
+of lost packets (900,000 at the Cyton's 250 Hz). Monotonic time only moves forward at one rate.
+
 ``SequenceCounter`` unwraps modular packet counters (Cyton u8, Muse u16, framed u16) and reports
 how many packets a jump skipped; with the host time elapsed it can also tell whole wraps apart.
 """
@@ -20,11 +25,39 @@ how many packets a jump skipped; with the host time elapsed it can also tell who
 from __future__ import annotations
 
 import math
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 import numpy as np
 
 MAX_SKEW = 1e-3  # 1000 ppm: far beyond any crystal; a larger fitted skew means a bad fit
+
+
+class ArrivalClock:
+    """Host receive times (unix s) that never step: ``monotonic() + (wall - monotonic at creation)``.
+
+    Call the instance for "now". The mapping to wall time is taken once, when the clock is made;
+    later steps of the wall clock do not move receive times (nor the published states' times).
+    """
+
+    def __init__(self, wall: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic):
+        self._monotonic = monotonic
+        self.wall_minus_monotonic_s = wall() - monotonic()
+
+    def __call__(self) -> float:
+        return self._monotonic() + self.wall_minus_monotonic_s
+
+
+_ARRIVAL_CLOCK: ArrivalClock | None = None
+
+
+def arrival_time() -> float:
+    """Now on the process's one ``ArrivalClock`` (made at the first call), for every transport."""
+    global _ARRIVAL_CLOCK  # noqa: PLW0603 - one mapping per process, so all sources share a time line
+    if _ARRIVAL_CLOCK is None:
+        _ARRIVAL_CLOCK = ArrivalClock()
+    return _ARRIVAL_CLOCK()
 
 
 class DeviceClock:

@@ -4,8 +4,10 @@ recordings (``replay:record:DIR``, made by ``run --record``) and EDF/BDF files (
 A replay keeps the recording's own clock (blocks carry the recording's unix times, so the
 published states line up with a study's labels), interleaves its streams in time order,
 is paced by ``speed`` (1.0 = real time, None = as fast as possible) and ends at the end of
-the recording. Parsing is done by the pure readers in ``firmware_bridge.protocols``
-(``e4_csv``, ``wfdb``), in a worker thread so the event loop stays responsive.
+the recording. Files are streamed: the pure readers in ``firmware_bridge.protocols``
+(``e4_csv``, ``wfdb``) parse ~1 MB at a time in a worker thread, so memory does not grow with
+the recording and the event loop (and SIGTERM) is never held for more than one chunk. Headers
+are checked when the source is opened; a bad one is one line naming the file.
 
 Specs:
 
@@ -19,24 +21,27 @@ Specs:
   ``start=UNIX`` sets the time of the first sample. Without ``start=``, the header's base
   date and time are used when it has them; otherwise the record starts at the wall-clock
   time the replay starts (so states look current to subscribers; MIT-BIH headers carry no date).
+- ``replay:record:DIR`` and ``replay:edf:FILE`` — see ``RecordingReplay`` and ``EdfReplay`` below
+  and docs/recording.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import heapq
 import json
 import logging
-import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edge import limits
 from edge.errors import DatasetError, SourceError
 from edge.stream import SampleBlock
+from firmware_bridge.clock import arrival_time
 from firmware_bridge.simulate import Pacer, parse_options, split_query
 from firmware_bridge.source import Source
 
@@ -45,62 +50,124 @@ log = logging.getLogger(__name__)
 BLOCK_S = 0.5  # every replayed stream is cut into blocks this long (IBI: beats grouped per slot)
 
 
-@dataclass(frozen=True)
-class RecordedStream:
-    """One stream of a recording: regular (``rate_hz`` > 0, ``data`` (n, ch)) or events (``times_unix``)."""
+class StreamCursor:
+    """One stream of a recording, cut into blocks as it is read: a few chunks in memory, never the file.
 
-    stream: str
-    channels: tuple[str, ...]
-    data: np.ndarray
-    start_unix: float
-    rate_hz: float = 0.0
-    times_unix: np.ndarray | None = None
+    ``chunks`` yields parsed pieces of the file (blocking reads: each is fetched in a worker thread,
+    so the event loop and SIGTERM stay responsive); ``cut`` turns a piece into time-ordered blocks.
+    """
 
-    @property
-    def first_unix(self) -> float:
-        if self.times_unix is not None:
-            return float(self.times_unix[0]) if len(self.times_unix) else float("inf")
-        return self.start_unix
+    def __init__(self, chunks: Iterator[Any], cut: Callable[[Any], list[SampleBlock]]):
+        self._chunks = chunks
+        self._cut = cut
+        self._blocks: collections.deque[SampleBlock] = collections.deque()
 
+    async def next_block(self) -> SampleBlock | None:
+        while not self._blocks:
+            chunk = await asyncio.to_thread(next, self._chunks, None)
+            if chunk is None:
+                return None
+            self._blocks.extend(self._cut(chunk))
+        return self._blocks.popleft()
 
-def _regular_blocks(rec: RecordedStream, order: int, source: str) -> Iterator[tuple[float, int, SampleBlock]]:
-    per_block = max(1, round(BLOCK_S * rec.rate_hz))
-    for i0 in range(0, len(rec.data), per_block):
-        part = rec.data[i0:i0 + per_block]
-        ts = rec.start_unix + i0 / rec.rate_hz
-        yield (rec.start_unix + (i0 + len(part)) / rec.rate_hz, order,
-               SampleBlock(rec.stream, ts, rec.rate_hz, part, rec.channels, source))
-
-
-def _event_blocks(rec: RecordedStream, order: int, source: str) -> Iterator[tuple[float, int, SampleBlock]]:
-    times = rec.times_unix
-    assert times is not None
-    if not len(times):
-        return
-    slots = np.floor((times - rec.start_unix) / BLOCK_S).astype(np.int64)
-    cuts = np.flatnonzero(np.diff(slots)) + 1
-    for idx in np.split(np.arange(len(times)), cuts):
-        t = times[idx]
-        yield (float(t[-1]), order,
-               SampleBlock(rec.stream, float(t[0]), 0.0, rec.data[idx], rec.channels, source, times_unix=t))
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
 
 
-async def replay_blocks(source: Source, recorded: list[RecordedStream], speed: float | None) -> AsyncIterator[SampleBlock]:
+class RegularCutter:
+    """Cuts (n, ch) chunks of a regular stream into BLOCK_S blocks; sample times from a whole index.
+
+    A chunk's tail that does not fill a block waits for the next chunk; ``flush()`` hands it over
+    at the end of the file.
+    """
+
+    def __init__(self, stream: str, channels: tuple[str, ...], start_unix: float, rate_hz: float, source: str):
+        self.stream, self.channels, self.source = stream, channels, source
+        self.start_unix, self.rate_hz = start_unix, rate_hz
+        self.per_block = max(1, round(BLOCK_S * rate_hz))
+        self.index = 0  # samples handed out so far: time = start + index / rate, never a float sum
+        self._rest: np.ndarray | None = None
+
+    def _block(self, data: np.ndarray) -> SampleBlock:
+        block = SampleBlock(self.stream, self.start_unix + self.index / self.rate_hz, self.rate_hz, data,
+                            self.channels, self.source)
+        self.index += len(data)
+        return block
+
+    def __call__(self, chunk: Any) -> list[SampleBlock]:
+        if chunk is _END:
+            rest, self._rest = self._rest, None
+            return [self._block(rest)] if rest is not None and len(rest) else []
+        data = chunk if self._rest is None else np.concatenate((self._rest, chunk))
+        whole = len(data) // self.per_block * self.per_block
+        blocks = [self._block(data[i0:i0 + self.per_block]) for i0 in range(0, whole, self.per_block)]
+        self._rest = data[whole:] if whole < len(data) else None
+        return blocks
+
+
+_END = object()  # after a regular stream's last chunk: its partial last block
+
+
+def _then_end(chunks: Iterator[Any]) -> Iterator[Any]:
+    yield from chunks
+    yield _END
+
+
+def regular_cursor(chunks: Iterator[np.ndarray], stream: str, channels: tuple[str, ...], start_unix: float,
+                   rate_hz: float, source: str) -> StreamCursor:
+    return StreamCursor(_then_end(chunks), RegularCutter(stream, channels, start_unix, rate_hz, source))
+
+
+def event_cutter(stream: str, channels: tuple[str, ...], start_unix: float,
+                 source: str) -> Callable[[tuple[np.ndarray, np.ndarray]], list[SampleBlock]]:
+    """Cuts (times_unix, values (n, ch)) chunks of an event stream into one block per BLOCK_S slot."""
+
+    def cut(chunk: tuple[np.ndarray, np.ndarray]) -> list[SampleBlock]:
+        times, values = chunk
+        if not len(times):
+            return []
+        slots = np.floor((times - start_unix) / BLOCK_S).astype(np.int64)
+        cuts = np.flatnonzero(np.diff(slots)) + 1
+        return [SampleBlock(stream, float(times[idx[0]]), 0.0, values[idx], channels, source, times_unix=times[idx])
+                for idx in np.split(np.arange(len(times)), cuts)]
+
+    return cut
+
+
+async def replay_blocks(source: Source, cursors: list[StreamCursor], speed: float | None) -> AsyncIterator[SampleBlock]:
     """Merge the streams' blocks by end time and pace them against the recording's first sample."""
-    recorded = [r for r in recorded if len(r.data)]
-    if not recorded:
-        return
-    t_ref = min(r.first_unix for r in recorded)
-    gens = [(_event_blocks if r.times_unix is not None else _regular_blocks)(r, k, source.spec)
-            for k, r in enumerate(recorded)]
-    pacer = Pacer(speed)
-    source.stats.connected = True
-    for end_unix, _, block in heapq.merge(*gens, key=lambda item: (item[0], item[1])):
-        await pacer.until(end_unix - t_ref)
-        source.stats.samples[block.stream] = source.stats.samples.get(block.stream, 0) + block.n
-        yield block
-    source.stats.connected = False
-    log.info("%s: end of recording", source.spec)
+    heads: list[tuple[float, int, SampleBlock]] = []
+    try:
+        for k, cursor in enumerate(cursors):
+            block = await cursor.next_block()
+            if block is not None:
+                heapq.heappush(heads, (block.end_unix, k, block))
+        if not heads:
+            return
+        t_ref = min(float(block_times_first(b)) for _, _, b in heads)
+        pacer = Pacer(speed)
+        source.stats.connected = True
+        while heads:
+            end_unix, k, block = heapq.heappop(heads)
+            await pacer.until(end_unix - t_ref)
+            source.stats.samples[block.stream] = source.stats.samples.get(block.stream, 0) + block.n
+            yield block
+            nxt = await cursors[k].next_block()
+            if nxt is not None:
+                heapq.heappush(heads, (nxt.end_unix, k, nxt))
+        source.stats.connected = False
+        log.info("%s: end of recording", source.spec)
+    finally:
+        for cursor in cursors:
+            cursor.close()
+
+
+def block_times_first(block: SampleBlock) -> float:
+    if block.times_unix is not None and len(block.times_unix):
+        return float(block.times_unix[0])
+    return block.ts_unix
 
 
 def _check_speed(spec: str, speed: float | None) -> None:
@@ -114,16 +181,18 @@ E4_STREAMS = ("eda", "bvp", "ibi")
 _E4_FILES = {"eda": "EDA.csv", "bvp": "BVP.csv", "ibi": "IBI.csv"}
 
 
-def _has_rows(path: Path) -> bool:
-    with open(path, errors="replace") as fh:
-        return any(line.strip() for line in fh)
-
-
 class E4Replay(Source):
-    """An Empatica E4 export folder replayed on its own clock (see module doc)."""
+    """An Empatica E4 export folder replayed on its own clock (see module doc).
+
+    Each file's header rows are checked when the source is opened; a bad file is left out in one
+    line naming it and what is wrong, and the good files beside it are replayed. The samples are
+    then streamed in chunks (memory does not grow with the file).
+    """
 
     def __init__(self, folder: str | Path, speed: float | None = 1.0, streams: tuple[str, ...] = E4_STREAMS):
         super().__init__()
+        from firmware_bridge.protocols import e4_csv
+
         self.folder = Path(folder)
         self.spec = f"replay:e4:{folder}"
         _check_speed(self.spec, speed)
@@ -133,14 +202,32 @@ class E4Replay(Source):
                               f"(known: {'+'.join(E4_STREAMS)})")
         if not self.folder.is_dir():
             raise SourceError(f"source {self.spec!r}: folder {self.folder} not found")
-        if "eda" in streams and not (self.folder / "EDA.csv").is_file():
+        if "eda" in streams and not (self.folder / "EDA.csv").exists():
             raise SourceError(f"source {self.spec!r}: no EDA.csv in {self.folder} (not an E4 export folder?)")
         self.speed = speed
-        present = [s for s in streams if (self.folder / _E4_FILES[s]).is_file()]
-        self.streams = tuple(present)
-        if not self.streams:
+        present = [s for s in streams if (self.folder / _E4_FILES[s]).exists()]
+        if not present:
             raise SourceError(f"source {self.spec!r}: none of {', '.join(_E4_FILES[s] for s in streams)} "
                               f"in {self.folder}")
+        kept, problems = [], []
+        for stream in present:
+            path = self.folder / _E4_FILES[stream]
+            try:
+                if stream == "ibi":
+                    if e4_csv.read_e4_ibi_start(path, error=SourceError) is None:
+                        log.info("%s: IBI.csv is empty; beats will come from the BVP", self.spec)
+                        continue
+                else:
+                    e4_csv.read_e4_signal_header(path, error=SourceError)
+            except SourceError as exc:
+                problems.append(str(exc))
+                continue
+            kept.append(stream)
+        if not kept and problems:
+            raise SourceError(f"source {self.spec!r}: {problems[0]}")
+        for problem in problems:  # the good files beside a bad one are still replayed
+            log.error("source %s: %s; left out", self.spec, problem)
+        self.streams = tuple(kept)
 
     @classmethod
     def from_spec(cls, target: str, speed: float | None) -> E4Replay:
@@ -149,31 +236,27 @@ class E4Replay(Source):
                              f"replay:e4:{target}")
         return cls(path, speed, opts.get("streams", E4_STREAMS))
 
-    def load(self) -> list[RecordedStream]:
-        """Parse the folder's files (blocking: call from a worker thread)."""
+    def cursors(self) -> list[StreamCursor]:
+        """One streaming cursor per file (headers read now, samples as the replay goes)."""
         from firmware_bridge.protocols import e4_csv
 
-        out: list[RecordedStream] = []
+        out: list[StreamCursor] = []
         for stream in self.streams:
             path = self.folder / _E4_FILES[stream]
             if stream == "ibi":
-                if not _has_rows(path):
-                    log.info("%s: IBI.csv is empty; beats will come from the BVP", self.spec)
-                    continue
-                ibi = e4_csv.read_e4_ibi(path, error=SourceError)
-                out.append(RecordedStream("ibi", ("IBI",), (ibi.ibi_s * 1000.0).astype(np.float32)[:, None],
-                                          ibi.start_unix, 0.0, ibi.times_unix))
+                start, beats = e4_csv.iter_e4_ibi(path, error=SourceError)
+                chunks = ((start + offsets, (ibi_s * 1000.0).astype(np.float32)[:, None]) for offsets, ibi_s in beats)
+                out.append(StreamCursor(chunks, event_cutter("ibi", ("IBI",), start, self.spec)))
             else:
-                sig = e4_csv.read_e4_signal(path, error=SourceError)
-                out.append(RecordedStream(stream, (stream.upper(),), sig.data.astype(np.float32),
-                                          sig.start_unix, sig.rate_hz))
+                header, samples = e4_csv.iter_e4_signal(path, error=SourceError)
+                out.append(regular_cursor((c.astype(np.float32) for c in samples), stream, (stream.upper(),),
+                                          header.start_unix, header.rate_hz, self.spec))
         return out
 
     async def blocks(self) -> AsyncIterator[SampleBlock]:
-        recorded = await asyncio.to_thread(self.load)
-        spans = ", ".join(f"{r.stream} {len(r.data)}" for r in recorded)
-        log.info("%s: replaying %s from %.0f", self.spec, spans, min(r.first_unix for r in recorded))
-        async for block in replay_blocks(self, recorded, self.speed):
+        cursors = await asyncio.to_thread(self.cursors)
+        log.info("%s: replaying %s", self.spec, ", ".join(self.streams) or "nothing")
+        async for block in replay_blocks(self, cursors, self.speed):
             yield block
 
 
@@ -200,6 +283,14 @@ class WfdbReplay(Source):
         names = [s.description for s in header.signals]
         self.channel_index = self._channel_index(channel, names)
         self.channel_name = names[self.channel_index]
+        self.rate_hz = header.rate_hz
+        try:  # the signal file beside the header, regular, as long as the header says: before any read
+            self.n_frames = wfdb.signal_file(self.record, header, header.signals[self.channel_index].file_name).n_frames
+        except DatasetError as exc:
+            raise SourceError(f"source {self.spec!r}: {exc}") from exc
+        if start_unix is not None and not limits.is_unix_time(start_unix):
+            raise SourceError(f"source {self.spec!r}: start={start_unix:g} is not a unix time in "
+                              f"{limits.unix_range_text()}")
         self.speed = speed
         self.start_unix = start_unix if start_unix is not None else header.base_unix
 
@@ -220,63 +311,55 @@ class WfdbReplay(Source):
         opts: dict[str, Any] = parse_options(query, {"channel": str, "start": float}, f"replay:wfdb:{target}")
         return cls(path, speed, opts.get("channel", 0), opts.get("start"))
 
-    def load(self) -> tuple[np.ndarray, float]:
-        """(ecg (n, 1) µV float32, rate_hz); blocking."""
+    def cursor(self, start_unix: float) -> StreamCursor:
+        """The chosen lead streamed from the signal file, in µV (blocking open: call from a worker thread)."""
         from firmware_bridge.protocols import wfdb
 
         try:
-            signals, rate_hz, _, _ = wfdb.read_wfdb_record(self.record)
+            _, _, chunks = wfdb.iter_wfdb_signal(self.record, self.channel_index)
         except DatasetError as exc:
             raise SourceError(f"source {self.spec!r}: {exc}") from exc
-        return (signals[:, self.channel_index:self.channel_index + 1] * 1000.0).astype(np.float32), rate_hz
+        return regular_cursor(_as_source_errors((c * 1000.0).astype(np.float32)[:, None] for c in chunks), "ecg",
+                              (self.channel_name,), start_unix, self.rate_hz, self.spec)
 
     async def blocks(self) -> AsyncIterator[SampleBlock]:
-        ecg_uv, rate_hz = await asyncio.to_thread(self.load)
         if self.start_unix is None:
-            self.start_unix = time.time()
+            self.start_unix = arrival_time()
+        cursor = await asyncio.to_thread(self.cursor, self.start_unix)
         log.info("%s: replaying %s, %.0f s at %g Hz from %.3f", self.spec, self.channel_name,
-                 len(ecg_uv) / rate_hz, rate_hz, self.start_unix)
-        rec = RecordedStream("ecg", (self.channel_name,), ecg_uv, self.start_unix, rate_hz)
-        async for block in replay_blocks(self, [rec], self.speed):
+                 self.n_frames / self.rate_hz, self.rate_hz, self.start_unix)
+        async for block in replay_blocks(self, [cursor], self.speed):
             yield block
+
+
+def _as_source_errors(chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    try:
+        yield from chunks
+    except DatasetError as exc:
+        raise SourceError(str(exc)) from exc
 
 
 # --- recordings made by emotion-edge (run --record) and EDF/BDF files -------------------------------
 
-def _file_blocks(stream: str, channels: tuple[str, ...], rate_hz: float, origin_unix: float, first_index: int,
-                 data: np.ndarray, order: int, source: str) -> Iterator[tuple[float, int, SampleBlock]]:
-    """Blocks of BLOCK_S; sample i at origin + (first_index + i) / rate, as the recorded source had it."""
+def recorded_file_blocks(stream: str, channels: tuple[str, ...], rate_hz: float, origin_unix: float,
+                         first_index: int, data: np.ndarray, source: str) -> list[SampleBlock]:
+    """A recorded file's samples as BLOCK_S blocks; sample i at origin + (first_index + i) / rate, the
+    time line the recorded source had (a whole index, never a float sum)."""
     per_block = max(1, round(BLOCK_S * rate_hz))
-    for i0 in range(0, len(data), per_block):
-        part = data[i0:i0 + per_block]
-        k = first_index + i0
-        yield (origin_unix + (k + len(part)) / rate_hz, order,
-               SampleBlock(stream, origin_unix + k / rate_hz, rate_hz, part, channels, source))
-
-
-async def paced_blocks(source: Source, gens: list[Iterator[tuple[float, int, SampleBlock]]], t_ref: float,
-                       speed: float | None) -> AsyncIterator[SampleBlock]:
-    """Merge per-stream block generators by end time and pace them from ``t_ref``."""
-    pacer = Pacer(speed)
-    source.stats.connected = True
-    for end_unix, _, block in heapq.merge(*gens, key=lambda item: (item[0], item[1])):
-        await pacer.until(end_unix - t_ref)
-        source.stats.samples[block.stream] = source.stats.samples.get(block.stream, 0) + block.n
-        yield block
-    source.stats.connected = False
-    log.info("%s: end of recording", source.spec)
+    return [SampleBlock(stream, origin_unix + (first_index + i0) / rate_hz, rate_hz, data[i0:i0 + per_block],
+                        channels, source) for i0 in range(0, len(data), per_block)]
 
 
 class RecordingReplay(Source):
     """``replay:record:DIR``: a folder written by ``run --record`` (its ``recording.json``), on its own clock.
 
-    Each stream's files are read in chunk order, one file at a time (memory: one chunk per stream);
-    regular streams keep their recorded sample times (``origin_unix``/``first_index`` in
-    recording.json), event streams (``ibi``) their exact times from the JSON lines. Samples come
-    from the lossless ``.npy`` copies where the recording kept them (the default), else from the
-    EDF/BDF files, digitised (see docs/recording.md for what that changes). Only
-    complete chunks are replayed (an open chunk left by a crash has no raw samples).
-    Option ``streams=eda+ecg`` limits what is replayed.
+    Each stream's files are read in chunk order, one file at a time in a worker thread (memory: one
+    chunk's file per stream). Regular streams keep their recorded sample times (``origin_unix`` and
+    ``first_index`` in recording.json) and come from the lossless ``.npy`` copies where the
+    recording kept them (the default), else from the EDF/BDF files, digitised (see
+    docs/recording.md for what that changes); event streams (``ibi``) come back with their exact
+    times from the JSON lines. Only complete chunks are replayed (an open chunk left by a crash has
+    no raw samples). Option ``streams=eda+ecg`` limits what is replayed.
     """
 
     def __init__(self, folder: str | Path, speed: float | None = 1.0, streams: tuple[str, ...] | None = None):
@@ -287,20 +370,24 @@ class RecordingReplay(Source):
         self.speed = speed
         manifest = self.folder / "recording.json"
         try:
-            self.manifest = json.loads(manifest.read_text())
-            chunks = self.manifest["chunks"]
+            from edge.record import read_manifest  # noqa: PLC0415
+
+            chunks = read_manifest(manifest)["chunks"]
+            files: dict[str, list[dict]] = {}
+            for chunk in chunks:
+                if not chunk.get("complete"):
+                    continue  # the open chunk of a run that died: its raw samples were never written
+                for entry in chunk.get("files", []):
+                    files.setdefault(str(entry["key"]), []).append({"kind": "edf", **entry})
+                for entry in chunk.get("event_streams", []):
+                    files.setdefault(str(entry["key"]), []).append({"kind": "jsonl", **entry})
+            for entries in files.values():
+                for entry in entries:
+                    self._check_entry(entry)
         except FileNotFoundError:
             raise SourceError(f"source {self.spec!r}: no recording.json in {self.folder} (not a recording folder?)") from None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise SourceError(f"source {self.spec!r}: {manifest}: unreadable ({exc})") from None
-        files: dict[str, list[dict]] = {}
-        for chunk in chunks:
-            if not chunk.get("complete"):
-                continue  # the open chunk of a run that died: its raw samples were never written
-            for entry in chunk.get("files", []):
-                files.setdefault(entry["key"], []).append({"kind": "edf", **entry})
-            for entry in chunk.get("event_streams", []):
-                files.setdefault(entry["key"], []).append({"kind": "jsonl", **entry})
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise SourceError(f"source {self.spec!r}: {manifest}: unreadable ({type(exc).__name__}: {exc})") from None
         if streams is not None:
             files = {k: v for k, v in files.items() if v[0]["stream"] in streams}
         self.files = files
@@ -309,6 +396,21 @@ class RecordingReplay(Source):
             raise SourceError(f"source {self.spec!r}: the recording in {self.folder} holds no "
                               f"{'such ' if streams else ''}stream data (yet)")
 
+    def _check_entry(self, entry: dict) -> None:
+        """A file entry names a file in this folder and carries sane numbers (else ValueError)."""
+        name = str(entry["file"])
+        if Path(name).name != name or name.startswith("."):
+            raise ValueError(f"file {name!r} is not a plain name in the folder")
+        if entry["kind"] == "edf":
+            rate = float(entry["rate_hz"])
+            if not (0 < rate <= 100_000) or int(entry["n_samples"]) < 0 or int(entry["first_index"]) < 0:
+                raise ValueError(f"{name}: rate_hz/n_samples/first_index out of range")
+            if not np.isfinite(float(entry["origin_unix"])):
+                raise ValueError(f"{name}: origin_unix is not a number")
+            sidecar = entry.get("samples_file")
+            if sidecar is not None and (Path(str(sidecar)).name != sidecar or str(sidecar).startswith(".")):
+                raise ValueError(f"samples file {sidecar!r} is not a plain name in the folder")
+
     @classmethod
     def from_spec(cls, target: str, speed: float | None) -> RecordingReplay:
         path, query = split_query(target)
@@ -316,25 +418,32 @@ class RecordingReplay(Source):
                              f"replay:record:{target}")
         return cls(path, speed, opts.get("streams"))
 
-    def _stream_blocks(self, entries: list[dict], order: int) -> Iterator[tuple[float, int, SampleBlock]]:
-        from edge.edf_format import RecordingError, read_stream_file  # noqa: PLC0415
-
+    def _file_chunks(self, entries: list[dict]) -> Iterator[list[SampleBlock]]:
+        """One list of blocks per file (blocking reads: the cursor fetches each in a worker thread)."""
         for entry in entries:
-            path = self.folder / entry["file"]
             if entry["kind"] == "jsonl":
-                yield from self._event_blocks(path, entry, order)
+                yield list(self._event_blocks(self.folder / entry["file"], entry))
                 continue
             data = self._exact_samples(entry)
             if data is None:
-                try:
-                    found, _ = read_stream_file(path, n_samples=int(entry["n_samples"]))
-                except RecordingError as exc:
-                    raise SourceError(f"source {self.spec!r}: {exc}") from None
-                if not found:
-                    raise SourceError(f"source {self.spec!r}: {path.name}: no {entry['stream']} signal in the file")
-                data = found[0].data.astype(entry.get("dtype", "float32"))
-            yield from _file_blocks(entry["stream"], tuple(entry["channels"]), float(entry["rate_hz"]),
-                                    float(entry["origin_unix"]), int(entry["first_index"]), data, order, self.spec)
+                data = self._edf_samples(entry)
+            yield recorded_file_blocks(entry["stream"], tuple(entry["channels"]), float(entry["rate_hz"]),
+                                       float(entry["origin_unix"]), int(entry["first_index"]), data, self.spec)
+
+    def _edf_samples(self, entry: dict) -> np.ndarray:
+        from edge.edf_format import RecordingError, read_stream_header, iter_stream_samples  # noqa: PLC0415
+
+        path = self.folder / entry["file"]
+        try:
+            groups, _ = read_stream_header(path)
+            group = next((g for g in groups if g.stream == entry["stream"]), None)
+            if group is None:
+                raise SourceError(f"source {self.spec!r}: {path.name}: no {entry['stream']} signal in the file")
+            parts = list(iter_stream_samples(path, group, int(entry["n_samples"])))
+        except RecordingError as exc:
+            raise SourceError(f"source {self.spec!r}: {exc}") from None
+        data = np.concatenate(parts) if parts else np.zeros((0, len(group.channels)), np.float32)
+        return data.astype(entry.get("dtype", "float32"))
 
     def _exact_samples(self, entry: dict) -> np.ndarray | None:
         """The lossless copy of an EDF file's samples (``.npy``), when the recording kept one."""
@@ -342,16 +451,16 @@ class RecordingReplay(Source):
         if not name or not (self.folder / name).exists():
             return None
         try:
-            data = np.load(self.folder / name, allow_pickle=False)
+            data = np.load(self.folder / name, allow_pickle=False, mmap_mode="r")
         except (OSError, ValueError) as exc:
             log.warning("%s: %s unreadable (%s); using the EDF file", self.spec, name, exc)
             return None
-        if data.ndim != 2 or len(data) != int(entry["n_samples"]):
+        if data.ndim != 2 or len(data) != int(entry["n_samples"]) or data.shape[1] != len(entry["channels"]):
             log.warning("%s: %s does not match %s; using the EDF file", self.spec, name, entry["file"])
             return None
-        return data
+        return np.array(data)
 
-    def _event_blocks(self, path: Path, entry: dict, order: int) -> Iterator[tuple[float, int, SampleBlock]]:
+    def _event_blocks(self, path: Path, entry: dict) -> Iterator[SampleBlock]:
         if not path.exists():
             return
         channels = tuple(entry.get("channels") or (entry["stream"].upper(),))
@@ -364,23 +473,15 @@ class RecordingReplay(Source):
                 except (ValueError, KeyError, TypeError):
                     log.warning("%s: %s line %d unreadable (a crash mid-line?); skipped", self.spec, path.name, n)
                     continue
-                if len(times):
-                    yield (float(times[-1]), order, SampleBlock(entry["stream"], float(times[0]), 0.0, data, channels,
-                                                                self.spec, times_unix=times))
+                if len(times) and np.all(np.isfinite(times)):
+                    yield SampleBlock(entry["stream"], float(times[0]), 0.0, data, channels, self.spec, times_unix=times)
 
-    def _first_unix(self, entries: list[dict]) -> float:
-        e = entries[0]
-        if e["kind"] == "edf":
-            return float(e["origin_unix"]) + int(e["first_index"]) / float(e["rate_hz"])
-        for _, _, block in self._event_blocks(self.folder / e["file"], e, 0):
-            return block.ts_unix
-        return float("inf")
+    def cursors(self) -> list[StreamCursor]:
+        return [StreamCursor(self._file_chunks(entries), lambda blocks: blocks) for entries in self.files.values()]
 
     async def blocks(self) -> AsyncIterator[SampleBlock]:
-        t_ref = min(self._first_unix(v) for v in self.files.values())
-        log.info("%s: replaying %s from %.3f", self.spec, ", ".join(sorted(self.files)), t_ref)
-        gens = [self._stream_blocks(entries, k) for k, entries in enumerate(self.files.values())]
-        async for block in paced_blocks(self, gens, t_ref, self.speed):
+        log.info("%s: replaying %s", self.spec, ", ".join(sorted(self.files)))
+        async for block in replay_blocks(self, self.cursors(), self.speed):
             yield block
 
 
@@ -389,12 +490,12 @@ class EdfReplay(Source):
 
     ``EEG <channel>`` -> eeg, ``ECG``/``EKG`` -> ecg, ``EDA``/``GSR`` -> eda, ``BVP``/``PPG`` -> bvp (the
     EDF+ "type channel" convention); other signals are skipped. Times start at the header's start
-    (UTC, sub-second included).
+    (UTC, sub-second included). Samples are streamed in chunks.
     """
 
     def __init__(self, path: str | Path, speed: float | None = 1.0):
         super().__init__()
-        from edge.edf_format import RecordingError, read_stream_file  # noqa: PLC0415
+        from edge.edf_format import RecordingError, read_stream_header  # noqa: PLC0415
 
         self.path = Path(path)
         self.spec = f"replay:edf:{path}"
@@ -403,18 +504,23 @@ class EdfReplay(Source):
         if not self.path.is_file():
             raise SourceError(f"source {self.spec!r}: file {self.path} not found")
         try:
-            self.recorded, _ = read_stream_file(self.path)
+            self.groups, _ = read_stream_header(self.path)
         except RecordingError as exc:
             raise SourceError(f"source {self.spec!r}: {exc}") from None
-        if not self.recorded:
+        if not self.groups:
             raise SourceError(f"source {self.spec!r}: no signal labelled EEG, ECG, EDA or BVP in {self.path.name}")
-        self.streams = tuple(sorted({r.stream for r in self.recorded}))
+        self.streams = tuple(sorted({g.stream for g in self.groups}))
 
     @classmethod
     def from_spec(cls, target: str, speed: float | None) -> EdfReplay:
         return cls(target, speed)
 
+    def cursors(self) -> list[StreamCursor]:
+        from edge.edf_format import iter_stream_samples  # noqa: PLC0415
+
+        return [regular_cursor(iter_stream_samples(self.path, g), g.stream, g.channels, g.start_unix, g.rate_hz,
+                               self.spec) for g in self.groups]
+
     async def blocks(self) -> AsyncIterator[SampleBlock]:
-        recorded = [RecordedStream(r.stream, r.channels, r.data, r.start_unix, r.rate_hz) for r in self.recorded]
-        async for block in replay_blocks(self, recorded, self.speed):
+        async for block in replay_blocks(self, self.cursors(), self.speed):
             yield block

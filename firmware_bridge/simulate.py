@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -42,7 +43,9 @@ import numpy as np
 
 from edge.errors import SourceError
 from edge.stream import SampleBlock
+from edge import limits
 from firmware_bridge import synth
+from firmware_bridge.clock import arrival_time
 from firmware_bridge.source import Source
 
 log = logging.getLogger(__name__)
@@ -390,8 +393,10 @@ class SimulatedWearable(Source):
         if bad or not streams:
             raise SourceError(f"source 'simulate': unknown stream(s) {'+'.join(bad) or '(none)'} "
                               f"(known: {'+'.join(STREAM_ORDER)})")
-        if duration_s is not None and duration_s <= 0:
-            raise SourceError(f"source 'simulate': duration must be > 0 s, got {duration_s:g}")
+        if duration_s is not None and not (0 < duration_s < math.inf):
+            raise SourceError(f"source 'simulate': duration must be > 0 s and finite, got {duration_s:g}")
+        if start_unix is not None and not limits.is_unix_time(start_unix):
+            raise SourceError(f"source 'simulate': start={start_unix:g} is not a unix time in {limits.unix_range_text()}")
         if line_hz not in (0.0, 50.0, 60.0):
             raise SourceError(f"source 'simulate': line_hz must be 0, 50 or 60, got {line_hz:g}")
         if speed is not None and speed <= 0:
@@ -418,7 +423,7 @@ class SimulatedWearable(Source):
 
     async def blocks(self) -> AsyncIterator[SampleBlock]:
         if self.start_unix is None:
-            self.start_unix = time.time()
+            self.start_unix = arrival_time()
         start_unix = self.start_unix
         signals = WearableSignals(self.seed, self.line_hz)
         self.stats.connected = True

@@ -99,7 +99,7 @@ class TrailingBaseline:
             rows = np.asarray(state["rows"], dtype=np.float64).reshape(len(ends), n_features)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a trailing baseline of {n_features} features ({type(exc).__name__}: {exc})") from None
-        if not np.all(np.isfinite(rows)) or any(b < a for a, b in zip(ends, ends[1:])):
+        if not np.all(np.isfinite(rows)) or not np.all(np.isfinite(ends)) or any(b < a for a, b in zip(ends, ends[1:])):
             raise ValueError("trailing baseline with non-finite rows or unordered window ends")
         baseline._ends.extend(ends)
         baseline._rows.extend(rows)

@@ -159,8 +159,9 @@ class CytonDecoder:
 
     def _decode_packets(self, raw: np.ndarray, host_s: float, result: DecodeResult) -> None:
         elapsed = None
-        if self._last_host_s is not None:
-            # packets generated since the previous chunk, minus the later ones in this chunk
+        if self._last_host_s is not None and host_s >= self._last_host_s:
+            # packets generated since the previous chunk, minus the later ones in this chunk (host_s is
+            # monotonic: firmware_bridge.clock.ArrivalClock; a clock that went back tells nothing)
             elapsed = (host_s - self._last_host_s) * RATE_HZ - (len(raw) - 1)
         keep, lost_arr, idx = self._seq.steps(raw[:, 1], elapsed)
         if not keep.all():

@@ -29,6 +29,7 @@ import struct
 
 import numpy as np
 
+from edge import limits
 from edge.stream import SampleBlock
 from firmware_bridge.clock import DeviceClock, SequenceCounter, ordered_start
 from firmware_bridge.protocols.cobs import cobs_decode, cobs_encode
@@ -202,7 +203,17 @@ class FramedDecoder:
                 f"framed: rate 0 (event stream) is only defined for one-channel ibi, not {stream}"
             )
             return
+        if rate_hz > 0 and not limits.is_rate_hz(rate_hz):
+            result.error(f"framed: {stream} frame {seq} declares {rate_hz:g} Hz, outside "
+                         f"{limits.MIN_RATE_HZ:g}..{limits.MAX_RATE_HZ:g} Hz; dropped")
+            return
         values = _values_from(payload, fmt).reshape(-1, n_ch) * scale
+        if not np.all(np.isfinite(values)):  # float32 NaN/inf (or an overflowing scale): no time or value to give
+            result.error(f"framed: {stream} frame {seq} holds a sample that is not a finite number; dropped")
+            return
+        if rate_hz == 0 and not np.all((values > 0) & (values <= limits.MAX_IBI_MS)):
+            result.error(f"framed: ibi frame {seq} holds an interval outside 0..{limits.MAX_IBI_MS:g} ms; dropped")
+            return
         n = len(values)
         state = self._streams.setdefault(stream_id, _StreamState())
         lost_frames, _ = state.seq.step(seq)

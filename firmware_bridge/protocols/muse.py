@@ -19,10 +19,10 @@ from their characteristics and refused (``is_athena``).
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 
+from edge.limits import loads_json_bounded
 from edge.stream import SampleBlock
 from firmware_bridge.clock import DeviceClock, SequenceCounter, ordered_start
 from firmware_bridge.protocols.result import DecodeResult
@@ -101,9 +101,11 @@ class MuseControlParser:
         while "}" in self._text:
             message, _, self._text = self._text.partition("}")
             try:
-                replies.append(json.loads(message[message.find("{") :] + "}"))
-            except ValueError:
-                pass  # a fragment lost on the air: the next reply starts clean
+                reply = loads_json_bounded(message[message.find("{") :] + "}")
+            except ValueError:  # a fragment lost on the air (or nested beyond any reply): the next starts clean
+                continue
+            if isinstance(reply, dict):
+                replies.append(reply)
         if len(self._text) > 4096:
             self._text = ""
         return replies

@@ -12,12 +12,20 @@ annotations. The layouts follow the WFDB specification (``header(5)``, ``signal(
 from __future__ import annotations
 
 import datetime as _dt
+import math
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from edge import limits
 from edge.errors import DatasetError
+from edge.small_files import open_regular, read_small_text
+
+MAX_SIGNALS = 256  # signals in one record (PhysioNet's largest records have under 100)
+CHUNK_FRAMES = 1 << 16  # frames read at a time by the streaming reader (~0.5 MB for 2 x fmt 16)
 
 # MIT annotation codes -> symbols (annot(5) / wfdb ann_label_table); codes without a symbol map to "".
 ANNOTATION_SYMBOLS: dict[int, str] = {
@@ -64,7 +72,10 @@ def record_base(record_path: str | Path) -> Path:
     return path
 
 
-def _parse_time(base_time: str | None, base_date: str | None) -> float | None:
+def _parse_time(base_time: str | None, base_date: str | None, name: str = "header") -> float | None:
+    """Unix time of the base date and time; None without a date; DatasetError for a time of day
+    outside 00:00:00..23:59:60 or a date outside 1900..2100 (a time like ``1e308:0:0`` would put
+    the record at infinity)."""
     if not base_date:
         return None
     try:
@@ -76,9 +87,14 @@ def _parse_time(base_time: str | None, base_date: str | None) -> float | None:
         if year == 0:
             return None
         start = _dt.datetime(year, month, day, tzinfo=_dt.timezone.utc)
-        return start.timestamp() + hours * 3600 + minutes * 60 + seconds
     except ValueError:
         return None
+    if len(parts) != 3 or not (0 <= hours < 24 and 0 <= minutes < 60 and 0 <= seconds <= 60):
+        raise DatasetError(f"WFDB header {name}: base time {base_time!r} is not a time of day (hh:mm:ss)")
+    unix = start.timestamp() + hours * 3600 + minutes * 60 + seconds
+    if not limits.is_unix_time(unix):
+        raise DatasetError(f"WFDB header {name}: base date {base_date!r} is outside {limits.unix_range_text()}")
+    return unix
 
 
 def parse_wfdb_header(text: str, name: str = "header") -> WfdbHeader:
@@ -97,46 +113,73 @@ def parse_wfdb_header(text: str, name: str = "header") -> WfdbHeader:
         n_signals = int(fields[1])
         rate_hz = float(fields[2].split("/")[0].split("(")[0]) if len(fields) > 2 else 250.0
         n_samples = int(fields[3]) if len(fields) > 3 else None
-    except ValueError as exc:
-        raise DatasetError(f"WFDB header {name}: bad record line {lines[0]!r}") from exc
-    base_unix = _parse_time(fields[4] if len(fields) > 4 else None, fields[5] if len(fields) > 5 else None)
+    except ValueError:
+        raise DatasetError(f"WFDB header {name}: bad record line {lines[0]!r} "
+                           "(expected: name, signals, rate, samples)") from None
+    if not 1 <= n_signals <= MAX_SIGNALS:
+        raise DatasetError(f"WFDB header {name}: {n_signals} signals (expected 1..{MAX_SIGNALS})")
+    if not limits.is_rate_hz(rate_hz):
+        raise DatasetError(f"WFDB header {name}: sampling frequency {rate_hz:g} Hz is outside "
+                           f"{limits.MIN_RATE_HZ:g}..{limits.MAX_RATE_HZ:g} Hz")
+    if n_samples is not None and n_samples < 0:
+        raise DatasetError(f"WFDB header {name}: {n_samples} samples (must be >= 0)")
+    base_unix = _parse_time(fields[4] if len(fields) > 4 else None, fields[5] if len(fields) > 5 else None, name)
     if len(lines) - 1 < n_signals:
         raise DatasetError(f"WFDB header {name}: {n_signals} signals announced, {len(lines) - 1} signal lines")
     signals = []
     for i, line in enumerate(lines[1:1 + n_signals]):
-        parts = line.split()
-        if len(parts) < 2:
-            raise DatasetError(f"WFDB header {name}: signal {i}: line {line!r} has no format")
-        fmt_field = parts[1]
-        fmt_text = fmt_field
-        byte_offset = 0
-        if "+" in fmt_text:
-            fmt_text, off = fmt_text.split("+", 1)
-            byte_offset = int(off)
-        if ":" in fmt_text:
-            fmt_text, _skew = fmt_text.split(":", 1)
-        if "x" in fmt_text:
-            fmt_text, spf = fmt_text.split("x", 1)
-            if int(spf) != 1:
-                raise DatasetError(f"WFDB header {name}: signal {i}: {spf} samples per frame not supported")
         try:
-            fmt = int(fmt_text)
-        except ValueError as exc:
-            raise DatasetError(f"WFDB header {name}: signal {i}: bad format {fmt_field!r}") from exc
-        gain, baseline, units = 200.0, None, "mV"
-        if len(parts) > 2:
-            gain_field = parts[2]
-            if "/" in gain_field:
-                gain_field, units = gain_field.split("/", 1)
-            if "(" in gain_field:
-                gain_field, base_text = gain_field.split("(", 1)
-                baseline = int(base_text.rstrip(")"))
-            gain = float(gain_field) or 200.0
-        adc_zero = int(parts[4]) if len(parts) > 4 else 0
-        description = " ".join(parts[8:]) if len(parts) > 8 else f"sig{i}"
-        signals.append(WfdbSignalSpec(parts[0], fmt, byte_offset, gain,
-                                      adc_zero if baseline is None else baseline, units, adc_zero, description))
+            signals.append(_parse_signal_line(line, i, name))
+        except ValueError:  # int()/float() of a malformed field: name the line, not Python's message
+            raise DatasetError(f"WFDB header {name}: signal {i}: bad line {line!r}") from None
     return WfdbHeader(record, n_signals, rate_hz, n_samples, base_unix, tuple(signals))
+
+
+def _parse_signal_line(line: str, i: int, name: str) -> WfdbSignalSpec:
+    """One signal line: file, format[xspf][:skew][+offset], gain[(baseline)][/units], bits, adc zero, ..."""
+    parts = line.split()
+    if len(parts) < 2:
+        raise DatasetError(f"WFDB header {name}: signal {i}: line {line!r} has no format")
+    fmt_field = parts[1]
+    fmt_text = fmt_field
+    byte_offset = 0
+    if "+" in fmt_text:
+        fmt_text, off = fmt_text.split("+", 1)
+        byte_offset = int(off)
+    if ":" in fmt_text:
+        fmt_text, _skew = fmt_text.split(":", 1)
+    if "x" in fmt_text:
+        fmt_text, spf = fmt_text.split("x", 1)
+        if int(spf) != 1:
+            raise DatasetError(f"WFDB header {name}: signal {i}: {spf} samples per frame not supported")
+    try:
+        fmt = int(fmt_text)
+    except ValueError as exc:
+        raise DatasetError(f"WFDB header {name}: signal {i}: bad format {fmt_field!r}") from exc
+    gain, baseline, units = 200.0, None, "mV"
+    if len(parts) > 2:
+        gain_field = parts[2]
+        if "/" in gain_field:
+            gain_field, units = gain_field.split("/", 1)
+        if "(" in gain_field:
+            gain_field, base_text = gain_field.split("(", 1)
+            baseline = int(base_text.rstrip(")"))
+        gain = float(gain_field) or 200.0
+    adc_zero = int(parts[4]) if len(parts) > 4 else 0
+    description = " ".join(parts[8:]) if len(parts) > 8 else f"sig{i}"
+    if byte_offset < 0 or not math.isfinite(gain):
+        raise DatasetError(f"WFDB header {name}: signal {i}: byte offset {byte_offset} or gain {gain:g} out of range")
+    if not _is_plain_file_name(parts[0]):
+        raise DatasetError(f"WFDB header {name}: signal {i}: file {parts[0]!r} is not a file name in the "
+                           "record's folder (no folders, no '..')")
+    return WfdbSignalSpec(parts[0], fmt, byte_offset, gain,
+                          adc_zero if baseline is None else baseline, units, adc_zero, description)
+
+
+def _is_plain_file_name(file_name: str) -> bool:
+    """A signal file must sit beside its header: a bare name, not a path (no /dev/zero, no ../../etc/passwd)."""
+    return (bool(file_name) and file_name not in (".", "..") and "/" not in file_name and "\\" not in file_name
+            and "\x00" not in file_name)
 
 
 def decode_format_212(raw: bytes, n_channels: int) -> np.ndarray:
@@ -163,46 +206,116 @@ def decode_format_16(raw: bytes, n_channels: int) -> np.ndarray:
 def read_wfdb_header(record_path: str | Path) -> WfdbHeader:
     base = record_base(record_path)
     hea = base.with_suffix(".hea")
-    if not hea.exists():
-        raise DatasetError(f"WFDB record {base}: header {hea} not found")
-    return parse_wfdb_header(hea.read_text(errors="replace"), str(hea))
+    try:
+        text = read_small_text(hea, limits.MAX_SMALL_FILE_BYTES)
+    except FileNotFoundError:
+        raise DatasetError(f"WFDB record {base}: header {hea} not found") from None
+    except UnicodeDecodeError:
+        raise DatasetError(f"WFDB header {hea}: not a text file") from None
+    except ValueError as exc:  # a FIFO, a device, too large
+        raise DatasetError(f"WFDB header {hea}: {exc}") from None
+    except OSError as exc:
+        raise DatasetError(f"WFDB header {hea}: cannot read ({exc.strerror or exc})") from None
+    return parse_wfdb_header(text, str(hea))
+
+
+@dataclass(frozen=True)
+class WfdbSignalFile:
+    """A record's signal file, checked: beside the header, a regular file, as long as the header says."""
+
+    path: Path
+    fmt: int
+    indices: tuple[int, ...]  # the header's signals stored in it, interleaved in this order
+    byte_offset: int
+    n_frames: int  # frames to read (the header's sample count, or all the file holds)
+
+    def frame_bytes(self, frames: int) -> int:
+        """Bytes holding ``frames`` frames (format 212 packs 2 samples in 3 bytes)."""
+        samples = frames * len(self.indices)
+        return samples * 2 if self.fmt == 16 else (samples + 1) // 2 * 3
+
+    def decode(self, raw: bytes) -> np.ndarray:
+        n_ch = len(self.indices)
+        return decode_format_212(raw, n_ch) if self.fmt == 212 else decode_format_16(raw, n_ch)
+
+
+def signal_file(base: Path, header: WfdbHeader, file_name: str) -> WfdbSignalFile:
+    """Check one signal file against its header before a byte of signal is read."""
+    indices = tuple(i for i, s in enumerate(header.signals) if s.file_name == file_name)
+    specs = [header.signals[i] for i in indices]
+    fmts = {s.fmt for s in specs}
+    if len(fmts) != 1:
+        raise DatasetError(f"WFDB record {base}: mixed formats {sorted(fmts)} in {file_name}")
+    fmt = fmts.pop()
+    if fmt not in (212, 16):
+        raise DatasetError(f"WFDB record {base}: {file_name}: format {fmt} not supported (212 and 16 are)")
+    dat = base.parent / file_name  # a bare name (checked when parsing the header): inside the record's folder
+    try:
+        fd = open_regular(dat)
+    except FileNotFoundError:
+        raise DatasetError(f"WFDB record {base}: signal file {dat} not found") from None
+    except ValueError as exc:
+        raise DatasetError(f"WFDB record {base}: signal file {dat} {exc}") from None
+    except OSError as exc:
+        raise DatasetError(f"WFDB record {base}: signal file {dat}: cannot read ({exc.strerror or exc})") from None
+    try:
+        size = os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+    offset = specs[0].byte_offset
+    samples = max(size - offset, 0) // (2 if fmt == 16 else 3) * (1 if fmt == 16 else 2)
+    available = samples // len(indices)
+    if header.n_samples:
+        if available < header.n_samples:
+            raise DatasetError(f"WFDB record {base}: header says {header.n_samples} samples, "
+                               f"signal file {file_name} holds {available}")
+        available = header.n_samples
+    return WfdbSignalFile(dat, fmt, indices, offset, available)
+
+
+def iter_wfdb_signal(record_path: str | Path, channel: int, chunk_frames: int = CHUNK_FRAMES
+                     ) -> tuple[WfdbHeader, int, Iterator[np.ndarray]]:
+    """(header, frames, chunks of one signal in physical units): a record streamed, memory bounded by the chunk."""
+    base = record_base(record_path)
+    header = read_wfdb_header(base)
+    if not 0 <= channel < header.n_signals:
+        raise DatasetError(f"WFDB record {base}: no signal {channel} (record has {header.n_signals})")
+    spec = header.signals[channel]
+    sig = signal_file(base, header, spec.file_name)
+    column = sig.indices.index(channel)
+    chunk_frames = max(2, chunk_frames // 2 * 2)  # whole 3-byte pairs for format 212
+
+    def chunks() -> Iterator[np.ndarray]:
+        with open(sig.path, "rb") as fh:
+            fh.seek(sig.byte_offset)
+            done = 0
+            while done < sig.n_frames:
+                frames = min(chunk_frames, sig.n_frames - done)
+                raw = fh.read(sig.frame_bytes(frames))
+                digital = sig.decode(raw)[:frames, column]
+                if not len(digital):
+                    raise DatasetError(f"WFDB record {base}: signal file {sig.path.name} ended early "
+                                       f"(at frame {done} of {sig.n_frames})")
+                done += len(digital)
+                yield (digital.astype(np.float64) - spec.baseline) / spec.gain
+
+    return header, sig.n_frames, chunks()
 
 
 def read_wfdb_record(record_path: str | Path) -> tuple[np.ndarray, float, tuple[str, ...], float | None]:
     """Read a record: (signals (n, ch) float64 in physical units (mV for ECG), rate_hz, channel names, base unix or None)."""
     base = record_base(record_path)
     header = read_wfdb_header(base)
-    # signals sharing a file are interleaved in header order
-    columns: list[np.ndarray] = []
-    by_file: dict[str, list[int]] = {}
-    for i, spec in enumerate(header.signals):
-        by_file.setdefault(spec.file_name, []).append(i)
     decoded: dict[int, np.ndarray] = {}
-    for file_name, indices in by_file.items():
-        specs = [header.signals[i] for i in indices]
-        fmts = {s.fmt for s in specs}
-        if len(fmts) != 1:
-            raise DatasetError(f"WFDB record {base}: mixed formats {sorted(fmts)} in {file_name}")
-        fmt = fmts.pop()
-        dat = base.parent / file_name
-        if not dat.exists():
-            raise DatasetError(f"WFDB record {base}: signal file {dat} not found")
-        raw = dat.read_bytes()[specs[0].byte_offset:]
-        if fmt == 212:
-            digital = decode_format_212(raw, len(indices))
-        elif fmt == 16:
-            digital = decode_format_16(raw, len(indices))
-        else:
-            raise DatasetError(f"WFDB record {base}: {file_name}: format {fmt} not supported (212 and 16 are)")
-        for col, i in enumerate(indices):
+    for file_name in dict.fromkeys(s.file_name for s in header.signals):  # header order, each file once
+        sig = signal_file(base, header, file_name)
+        with open(sig.path, "rb") as fh:
+            fh.seek(sig.byte_offset)
+            digital = sig.decode(fh.read(sig.frame_bytes(sig.n_frames)))[:sig.n_frames]
+        for col, i in enumerate(sig.indices):
             decoded[i] = digital[:, col]
     n = min(len(d) for d in decoded.values())
-    if header.n_samples:
-        if n < header.n_samples:
-            raise DatasetError(f"WFDB record {base}: header says {header.n_samples} samples, signal file holds {n}")
-        n = header.n_samples
-    for i, spec in enumerate(header.signals):
-        columns.append((decoded[i][:n].astype(np.float64) - spec.baseline) / spec.gain)
+    columns = [(decoded[i][:n].astype(np.float64) - spec.baseline) / spec.gain for i, spec in enumerate(header.signals)]
     signals = np.stack(columns, axis=1)
     names = tuple(s.description for s in header.signals)
     return signals, header.rate_hz, names, header.base_unix

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from firmware_bridge.clock import arrival_time
 from firmware_bridge.transports.aio import next_item
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class BleLink:
         self,
         address: str,
         client_factory: Callable[..., Any] = bleak_client,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = arrival_time,
     ) -> None:
         self.address = address
         self._factory = client_factory

@@ -39,6 +39,7 @@ import numpy as np
 from edge.errors import SourceError
 from edge.stream import FrameBlock
 from firmware_bridge.backoff import Backoff
+from firmware_bridge.clock import arrival_time
 from firmware_bridge.simulate import Pacer, parse_options, split_query
 from firmware_bridge.source import Source
 
@@ -191,7 +192,7 @@ class CameraSource(Source):
                             ok, frame = cap.retrieve()  # ... and decoded only when one is due
                             if not ok or frame is None:
                                 continue
-                            ts = time.time()
+                            ts = arrival_time()  # one time line with the other sources (no NTP steps)
                             delivered = True
                             backoff.reset()
                             next_due = max(next_due + step_s, now)
@@ -229,7 +230,7 @@ class CameraSource(Source):
         self._thread = threading.Thread(target=reader, args=(cv2, push, credits), daemon=True,
                                         name=f"camera {self.target[:40]}")
         self._thread.start()
-        start_unix = self.start_unix if self.start_unix is not None else time.time()
+        start_unix = self.start_unix if self.start_unix is not None else arrival_time()
         pacer = Pacer(self.speed)
         try:
             while True:

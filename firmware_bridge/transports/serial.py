@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from firmware_bridge.clock import arrival_time
 from firmware_bridge.transports.aio import next_item
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class SerialLink:
         port: str,
         baudrate: int = 115200,
         opener: Callable[[str, int], Any] = open_pyserial,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = arrival_time,
     ) -> None:
         self.port = port
         self.baudrate = baudrate
