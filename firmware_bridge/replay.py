@@ -341,6 +341,9 @@ def _as_source_errors(chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
 
 # --- recordings made by emotion-edge (run --record) and EDF/BDF files -------------------------------
 
+MAX_RECORDED_FILE_BYTES = 8 << 30  # record.max_chunk_mb <= 4096 MB of 16-bit EDF = 8 GB as float32
+
+
 def recorded_file_blocks(stream: str, channels: tuple[str, ...], rate_hz: float, origin_unix: float,
                          first_index: int, data: np.ndarray, source: str) -> list[SampleBlock]:
     """A recorded file's samples as BLOCK_S blocks; sample i at origin + (first_index + i) / rate, the
@@ -455,6 +458,8 @@ class RecordingReplay(Source):
         except (OSError, ValueError) as exc:
             log.warning("%s: %s unreadable (%s); using the EDF file", self.spec, name, exc)
             return None
+        if data.nbytes > MAX_RECORDED_FILE_BYTES:  # a chunk is max_chunk_mb (<= 4 GB of EDF): refuse more
+            raise SourceError(f"source {self.spec!r}: {name}: {data.nbytes / 1e6:.0f} MB, more than a chunk can hold")
         if data.ndim != 2 or len(data) != int(entry["n_samples"]) or data.shape[1] != len(entry["channels"]):
             log.warning("%s: %s does not match %s; using the EDF file", self.spec, name, entry["file"])
             return None
