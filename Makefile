@@ -50,9 +50,9 @@ UV_COMPILE := $(BIN)/uv pip compile --quiet --universal --python-version 3.10 --
               -c $(LOCKS)/constraints.in
 lock: $(BIN)/python
 	$(PIP) install uv==0.13.9
-	$(UV_COMPILE) pyproject.toml --extra camera -o $(LOCKS)/runtime.lock
-	$(UV_COMPILE) pyproject.toml --extra camera --extra report --extra test -c $(LOCKS)/runtime.lock -o $(LOCKS)/test.lock
-	$(UV_COMPILE) pyproject.toml --extra camera --extra report --extra test --extra train -c $(LOCKS)/test.lock -o $(LOCKS)/train.lock
+	$(UV_COMPILE) pyproject.toml --extra camera --extra record -o $(LOCKS)/runtime.lock
+	$(UV_COMPILE) pyproject.toml --extra camera --extra record --extra report --extra test -c $(LOCKS)/runtime.lock -o $(LOCKS)/test.lock
+	$(UV_COMPILE) pyproject.toml --extra camera --extra record --extra report --extra test --extra train -c $(LOCKS)/test.lock -o $(LOCKS)/train.lock
 	$(UV_COMPILE) $(LOCKS)/build.in -c $(LOCKS)/train.lock -o $(LOCKS)/build.lock
 
 # The newest versions pyproject.toml allows, in a venv of their own: drift shows here first.
@@ -60,7 +60,7 @@ test-latest:
 	rm -rf .venv-latest build
 	$(PYTHON) -m venv .venv-latest
 	.venv-latest/bin/python -m pip install -q --upgrade pip
-	.venv-latest/bin/python -m pip install -q --upgrade ".[camera,report,test,train]"
+	.venv-latest/bin/python -m pip install -q --upgrade ".[camera,record,report,test,train]"
 	cd tests && ../.venv-latest/bin/python $(PYTEST) $(ARGS) .
 
 clean:

@@ -146,6 +146,24 @@ class HomeAssistantConfig:
 
 
 @dataclass(frozen=True)
+class RecordConfig:
+    """Recording (edge.record): raw streams to EDF+/BDF+, states and events to JSON lines. Off unless dir."""
+
+    dir: str = ""  # "" = no recording; also: run --record DIR
+    max_chunk_s: float = 600.0  # a chunk closes after this much source time...
+    max_chunk_mb: float = 64.0  # ...or this much raw data (what a crash can lose at most)
+    format: str = "auto"  # "auto" = BDF+ (24-bit) for EEG, EDF+ (16-bit) for the rest; "bdf" = BDF+ for all
+    lossless: bool = True  # also keep the samples as given (.npy beside each EDF file): exact replays
+
+
+@dataclass(frozen=True)
+class LslConfig:
+    """Lab Streaming Layer outlets (edge.lsl, the [lsl] extra): each raw stream and the states."""
+
+    enabled: bool = False  # also: run --lsl
+
+
+@dataclass(frozen=True)
 class Config:
     daemon: DaemonConfig = DaemonConfig()
     mqtt: MqttConfig = MqttConfig()
@@ -156,6 +174,8 @@ class Config:
     models: ModelsConfig = ModelsConfig()
     metrics: MetricsConfig = MetricsConfig()
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
+    record: RecordConfig = RecordConfig()
+    lsl: LslConfig = LslConfig()
 
 
 # -- validation ---------------------------------------------------------------------------------
@@ -346,13 +366,18 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"config: homeassistant.discovery_prefix: must be a topic without '+', '#' or "
                           f"a leading/trailing '/', got {prefix!r}")
     _check_range("metrics.interval_s", config.metrics.interval_s, 0.1, 86400.0, "s")
+    _check_range("record.max_chunk_s", config.record.max_chunk_s, 1.0, 86400.0, "s of source time")
+    _check_range("record.max_chunk_mb", config.record.max_chunk_mb, 0.001, 4096.0, "MB")
+    if config.record.format not in ("auto", "bdf"):
+        raise ConfigError(f"config: record.format: must be 'auto' or 'bdf', got {config.record.format!r}")
     if not 1 <= config.models.num_threads <= MAX_NUM_THREADS:
         raise ConfigError(f"config: models.num_threads: must be in 1..{MAX_NUM_THREADS}, got {config.models.num_threads}")
     return config
 
 
 _PATH_KEYS = (("daemon", "state_dir"), ("mqtt", "password_file"), ("mqtt", "ca_file"), ("mqtt", "cert_file"),
-              ("mqtt", "key_file"), ("models", "dir"), ("metrics", "textfile"))
+              ("mqtt", "key_file"), ("models", "dir"), ("metrics", "textfile"),
+              ("record", "dir"))
 
 
 def _expand_paths(config: Config) -> Config:

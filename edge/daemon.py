@@ -473,6 +473,7 @@ async def run_daemon(config: Config, *, on_ready: Callable[[], None] | None = No
     result = DaemonResult()
     loop = asyncio.get_running_loop()
     stop = stop_event or asyncio.Event()
+    taps = _open_taps(config)  # recorder and LSL outlet (edge.record), None when neither is on
     publisher = _make_publisher(config)  # checks the broker URL and TLS files before anything is opened
     estimators, reasons = load_estimators(config)
     sources, source_reasons = open_sources(config.daemon.sources, config.daemon.speed)
@@ -493,6 +494,8 @@ async def run_daemon(config: Config, *, on_ready: Callable[[], None] | None = No
         for src in sources:
             await _close_source(src)
         publisher.stop(timeout_s=0.0)  # never started: just closes the outbox
+        if taps:
+            taps.close()
         relevant = {k: v for k, v in reasons.items() if k in expected}
         why = "; ".join(list(source_reasons.values()) + [f"{k}: {v}" for k, v in relevant.items()])
         why = why or "no source feeds a loaded model"
@@ -535,6 +538,7 @@ async def run_daemon(config: Config, *, on_ready: Callable[[], None] | None = No
                 await loop.run_in_executor(None, save_baselines, baseline_file, estimators)
 
     baseline_task = asyncio.create_task(keep_baselines())
+    taps_task = asyncio.create_task(taps.watch(sources)) if taps else None
 
     def publish(states: list[OutgoingState]) -> None:
         for item in states:
@@ -551,6 +555,8 @@ async def run_daemon(config: Config, *, on_ready: Callable[[], None] | None = No
                 registry.inc("emotion_edge_states_published_total")
                 for name, est in item.fresh.items():
                     registry.set("emotion_edge_modality_quality", est.quality, modality=name)
+            if taps:
+                taps.on_state(seq, item)
             if on_state is not None:
                 on_state(seq, item)
             log.debug("state %d at %.1f: %s", seq, item.payload["ts"], item.payload["label"])
@@ -559,11 +565,14 @@ async def run_daemon(config: Config, *, on_ready: Callable[[], None] | None = No
         spec = getattr(source, "spec", "?")
         seen: set[str] = set()
         n = 0
+        failure = None
         try:
             async for block in source.blocks():
                 if stopping:  # a source that swallowed its cancellation still stops here
                     break
                 seen.add(block.stream)
+                if taps:
+                    taps.on_block(source, block)
                 arrived = time.perf_counter()
                 if isinstance(block, FrameBlock) and executor is not None:
                     async with lock:
@@ -580,10 +589,13 @@ async def run_daemon(config: Config, *, on_ready: Callable[[], None] | None = No
             raise
         except Exception as exc:  # noqa: BLE001 - one failing source must not stop the others
             log.error("source %s failed: %s", spec, _one_line(exc))
+            failure = _one_line(exc)
             for m in spec_modalities(spec) or {STREAM_TO_MODALITY.get(s) for s in seen}:
                 if m:
                     pipeline.add_reason(m, f"source {spec} failed: {_one_line(exc)}")
         finally:
+            if taps:
+                taps.on_source_end(source, failure)
             streams = set(seen) | set(getattr(source, "streams", ()))
             async with lock:
                 publish(pipeline.end_streams(sorted(streams)))
@@ -615,6 +627,10 @@ async def run_daemon(config: Config, *, on_ready: Callable[[], None] | None = No
     async with lock:
         publish(pipeline.finish())
     baseline_task.cancel()
+    if taps_task is not None:
+        taps_task.cancel()
+    if taps is not None:
+        taps.close()  # the last chunk's files
     save_baselines(baseline_file, estimators)
     if executor is not None:
         executor.shutdown(wait=True)
@@ -637,6 +653,14 @@ async def run_daemon(config: Config, *, on_ready: Callable[[], None] | None = No
     await loop.run_in_executor(None, lambda: publisher.stop(timeout_s=5.0))
     log.info("stopped: %d states published, %d windows", result.states, result.windows)
     return result
+
+
+def _open_taps(config: Config) -> Any:
+    if not config.record.dir and not config.lsl.enabled:
+        return None
+    from edge.record import open_taps  # noqa: PLC0415
+
+    return open_taps(config)
 
 
 def _start_metrics(config: Config) -> tuple[Any, Any] | None:

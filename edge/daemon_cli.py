@@ -24,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="TOML config (see examples/emotion-edge.toml)")
     parser.add_argument("--source", metavar="SPEC", action="append", dest="sources",
                         help="sensor source, repeatable: simulate[:opts], replay:e4:DIR, replay:wfdb:RECORD, "
+                             "replay:record:DIR, replay:edf:FILE, "
                              "camera:INDEX|FILE, serial:DEVICE:PORT, ble:DEVICE:ADDRESS (replaces daemon.sources)")
     parser.add_argument("--broker", metavar="URL", help="mqtt://[user:pass@]host[:port] or mqtts://...")
     parser.add_argument("--device-id", metavar="ID", help="device id in the MQTT topics")
@@ -37,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-plaintext-remote", action="store_true", default=None,
                         help="allow plaintext MQTT to a non-loopback broker, e.g. Home Assistant's on a LAN "
                              "(mqtt.allow_plaintext_remote): states and credentials cross the network unencrypted")
+    parser.add_argument("--record", metavar="DIR", help="record raw streams (EDF+/BDF+), states and events "
+                                                          "(JSON lines) into DIR (record.dir; docs/recording.md)")
+    parser.add_argument("--lsl", action="store_true", default=None,
+                        help="publish each raw stream and the states as LSL outlets (lsl.enabled; needs liblsl)")
     parser.add_argument("--print-config", action="store_true", help="print the config in force as TOML and exit")
 
 
@@ -65,6 +70,10 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         out["homeassistant.enabled"] = True
     if getattr(args, "allow_plaintext_remote", None):
         out["mqtt.allow_plaintext_remote"] = True
+    if getattr(args, "record", None):
+        out["record.dir"] = args.record
+    if getattr(args, "lsl", None):
+        out["lsl.enabled"] = True
     return out
 
 

@@ -1,6 +1,6 @@
 """``--source`` specs -> sources. One table, so that the CLI, config and docs agree.
 
-Spec grammar: ``simulate``, ``replay:e4:DIR``, ``replay:wfdb:RECORD``, ``camera:INDEX|FILE|PIPELINE``,
+Spec grammar: ``simulate``, ``replay:e4:DIR``, ``replay:wfdb:RECORD``, ``replay:edf:FILE``, ``replay:record:DIR``, ``camera:INDEX|FILE|PIPELINE``,
 ``serial:DEVICE:PORT``, ``ble:DEVICE:ADDRESS``.
 """
 
@@ -16,6 +16,8 @@ SOURCE_FACTORIES: dict[tuple[str, str], str] = {
     ("simulate", ""): "firmware_bridge.simulate:SimulatedWearable.from_spec",
     ("replay", "e4"): "firmware_bridge.replay:E4Replay.from_spec",
     ("replay", "wfdb"): "firmware_bridge.replay:WfdbReplay.from_spec",
+    ("replay", "edf"): "firmware_bridge.replay:EdfReplay.from_spec",
+    ("replay", "record"): "firmware_bridge.replay:RecordingReplay.from_spec",
     ("camera", ""): "firmware_bridge.transports.camera:CameraSource.from_spec",
     ("serial", "cyton"): "firmware_bridge.bridges:CytonSerialSource.from_spec",
     ("serial", "framed"): "firmware_bridge.bridges:FramedSerialSource.from_spec",
@@ -43,7 +45,7 @@ def parse_spec(spec: str) -> tuple[str, str, str]:
         if not sep or not target:
             raise SourceError(f"source {spec!r}: missing target after '{transport}:{device}:'")
         return transport, device, target
-    known_transports = "simulate, replay:e4:DIR, replay:wfdb:RECORD, camera:X, serial:DEVICE:PORT, ble:DEVICE:ADDRESS"
+    known_transports = "simulate, replay:e4:DIR, replay:wfdb:RECORD, replay:edf:FILE, replay:record:DIR, camera:X, serial:DEVICE:PORT, ble:DEVICE:ADDRESS"
     raise SourceError(f"source {spec!r}: unknown kind {transport!r} (known: {known_transports})")
 
 

@@ -1,4 +1,5 @@
-"""Replays of recorded sessions as sources: Empatica E4 export folders and WFDB ECG records.
+"""Replays of recorded sessions as sources: Empatica E4 export folders, WFDB ECG records, our own
+recordings (``replay:record:DIR``, made by ``run --record``) and EDF/BDF files (``replay:edf:FILE``).
 
 A replay keeps the recording's own clock (blocks carry the recording's unix times, so the
 published states line up with a study's labels), interleaves its streams in time order,
@@ -20,6 +21,8 @@ Specs:
   ``start=UNIX`` sets the time of the first sample. Without ``start=``, the header's base
   date and time are used when it has them; otherwise the record starts at the wall-clock
   time the replay starts (so states look current to subscribers; MIT-BIH headers carry no date).
+- ``replay:record:DIR`` and ``replay:edf:FILE`` — see ``RecordingReplay`` and ``EdfReplay`` below
+  and docs/recording.md.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import heapq
+import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -333,3 +337,195 @@ def _as_source_errors(chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
         yield from chunks
     except DatasetError as exc:
         raise SourceError(str(exc)) from exc
+
+
+# --- recordings made by emotion-edge (run --record) and EDF/BDF files -------------------------------
+
+MAX_RECORDED_FILE_BYTES = 8 << 30  # record.max_chunk_mb <= 4096 MB of 16-bit EDF = 8 GB as float32
+
+
+def recorded_file_blocks(stream: str, channels: tuple[str, ...], rate_hz: float, origin_unix: float,
+                         first_index: int, data: np.ndarray, source: str) -> list[SampleBlock]:
+    """A recorded file's samples as BLOCK_S blocks; sample i at origin + (first_index + i) / rate, the
+    time line the recorded source had (a whole index, never a float sum)."""
+    per_block = max(1, round(BLOCK_S * rate_hz))
+    return [SampleBlock(stream, origin_unix + (first_index + i0) / rate_hz, rate_hz, data[i0:i0 + per_block],
+                        channels, source) for i0 in range(0, len(data), per_block)]
+
+
+class RecordingReplay(Source):
+    """``replay:record:DIR``: a folder written by ``run --record`` (its ``recording.json``), on its own clock.
+
+    Each stream's files are read in chunk order, one file at a time in a worker thread (memory: one
+    chunk's file per stream). Regular streams keep their recorded sample times (``origin_unix`` and
+    ``first_index`` in recording.json) and come from the lossless ``.npy`` copies where the
+    recording kept them (the default), else from the EDF/BDF files, digitised (see
+    docs/recording.md for what that changes); event streams (``ibi``) come back with their exact
+    times from the JSON lines. Only complete chunks are replayed (an open chunk left by a crash has
+    no raw samples). Option ``streams=eda+ecg`` limits what is replayed.
+    """
+
+    def __init__(self, folder: str | Path, speed: float | None = 1.0, streams: tuple[str, ...] | None = None):
+        super().__init__()
+        self.folder = Path(folder)
+        self.spec = f"replay:record:{folder}"
+        _check_speed(self.spec, speed)
+        self.speed = speed
+        manifest = self.folder / "recording.json"
+        try:
+            from edge.record import read_manifest  # noqa: PLC0415
+
+            chunks = read_manifest(manifest)["chunks"]
+            files: dict[str, list[dict]] = {}
+            for chunk in chunks:
+                if not chunk.get("complete"):
+                    continue  # the open chunk of a run that died: its raw samples were never written
+                for entry in chunk.get("files", []):
+                    files.setdefault(str(entry["key"]), []).append({"kind": "edf", **entry})
+                for entry in chunk.get("event_streams", []):
+                    files.setdefault(str(entry["key"]), []).append({"kind": "jsonl", **entry})
+            for entries in files.values():
+                for entry in entries:
+                    self._check_entry(entry)
+        except FileNotFoundError:
+            raise SourceError(f"source {self.spec!r}: no recording.json in {self.folder} (not a recording folder?)") from None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise SourceError(f"source {self.spec!r}: {manifest}: unreadable ({type(exc).__name__}: {exc})") from None
+        if streams is not None:
+            files = {k: v for k, v in files.items() if v[0]["stream"] in streams}
+        self.files = files
+        self.streams = tuple(sorted({v[0]["stream"] for v in files.values()}))
+        if not self.streams:
+            raise SourceError(f"source {self.spec!r}: the recording in {self.folder} holds no "
+                              f"{'such ' if streams else ''}stream data (yet)")
+
+    def _check_entry(self, entry: dict) -> None:
+        """A file entry names a file in this folder and carries sane numbers (else ValueError)."""
+        name = str(entry["file"])
+        if Path(name).name != name or name.startswith("."):
+            raise ValueError(f"file {name!r} is not a plain name in the folder")
+        if entry["kind"] == "edf":
+            rate = float(entry["rate_hz"])
+            if not (0 < rate <= 100_000) or int(entry["n_samples"]) < 0 or int(entry["first_index"]) < 0:
+                raise ValueError(f"{name}: rate_hz/n_samples/first_index out of range")
+            if not np.isfinite(float(entry["origin_unix"])):
+                raise ValueError(f"{name}: origin_unix is not a number")
+            sidecar = entry.get("samples_file")
+            if sidecar is not None and (Path(str(sidecar)).name != sidecar or str(sidecar).startswith(".")):
+                raise ValueError(f"samples file {sidecar!r} is not a plain name in the folder")
+
+    @classmethod
+    def from_spec(cls, target: str, speed: float | None) -> RecordingReplay:
+        path, query = split_query(target)
+        opts = parse_options(query, {"streams": lambda v: tuple(s for s in v.split("+") if s)},
+                             f"replay:record:{target}")
+        return cls(path, speed, opts.get("streams"))
+
+    def _file_chunks(self, entries: list[dict]) -> Iterator[list[SampleBlock]]:
+        """One list of blocks per file (blocking reads: the cursor fetches each in a worker thread)."""
+        for entry in entries:
+            if entry["kind"] == "jsonl":
+                yield list(self._event_blocks(self.folder / entry["file"], entry))
+                continue
+            data = self._exact_samples(entry)
+            if data is None:
+                data = self._edf_samples(entry)
+            yield recorded_file_blocks(entry["stream"], tuple(entry["channels"]), float(entry["rate_hz"]),
+                                       float(entry["origin_unix"]), int(entry["first_index"]), data, self.spec)
+
+    def _edf_samples(self, entry: dict) -> np.ndarray:
+        from edge.edf_format import RecordingError, read_stream_header, iter_stream_samples  # noqa: PLC0415
+
+        path = self.folder / entry["file"]
+        try:
+            groups, _ = read_stream_header(path)
+            group = next((g for g in groups if g.stream == entry["stream"]), None)
+            if group is None:
+                raise SourceError(f"source {self.spec!r}: {path.name}: no {entry['stream']} signal in the file")
+            parts = list(iter_stream_samples(path, group, int(entry["n_samples"])))
+        except RecordingError as exc:
+            raise SourceError(f"source {self.spec!r}: {exc}") from None
+        data = np.concatenate(parts) if parts else np.zeros((0, len(group.channels)), np.float32)
+        return data.astype(entry.get("dtype", "float32"))
+
+    def _exact_samples(self, entry: dict) -> np.ndarray | None:
+        """The lossless copy of an EDF file's samples (``.npy``), when the recording kept one."""
+        name = entry.get("samples_file")
+        if not name or not (self.folder / name).exists():
+            return None
+        try:
+            data = np.load(self.folder / name, allow_pickle=False, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            log.warning("%s: %s unreadable (%s); using the EDF file", self.spec, name, exc)
+            return None
+        if data.nbytes > MAX_RECORDED_FILE_BYTES:  # a chunk is max_chunk_mb (<= 4 GB of EDF): refuse more
+            raise SourceError(f"source {self.spec!r}: {name}: {data.nbytes / 1e6:.0f} MB, more than a chunk can hold")
+        if data.ndim != 2 or len(data) != int(entry["n_samples"]) or data.shape[1] != len(entry["channels"]):
+            log.warning("%s: %s does not match %s; using the EDF file", self.spec, name, entry["file"])
+            return None
+        return np.array(data)
+
+    def _event_blocks(self, path: Path, entry: dict) -> Iterator[SampleBlock]:
+        if not path.exists():
+            return
+        channels = tuple(entry.get("channels") or (entry["stream"].upper(),))
+        with open(path) as fh:
+            for n, line in enumerate(fh, 1):
+                try:
+                    row = json.loads(line)
+                    times = np.asarray(row["times_unix"], dtype=np.float64)
+                    data = np.asarray(row["data"], dtype=entry.get("dtype", "float32")).reshape(len(times), -1)
+                except (ValueError, KeyError, TypeError):
+                    log.warning("%s: %s line %d unreadable (a crash mid-line?); skipped", self.spec, path.name, n)
+                    continue
+                if len(times) and np.all(np.isfinite(times)):
+                    yield SampleBlock(entry["stream"], float(times[0]), 0.0, data, channels, self.spec, times_unix=times)
+
+    def cursors(self) -> list[StreamCursor]:
+        return [StreamCursor(self._file_chunks(entries), lambda blocks: blocks) for entries in self.files.values()]
+
+    async def blocks(self) -> AsyncIterator[SampleBlock]:
+        log.info("%s: replaying %s", self.spec, ", ".join(sorted(self.files)))
+        async for block in replay_blocks(self, self.cursors(), self.speed):
+            yield block
+
+
+class EdfReplay(Source):
+    """``replay:edf:FILE``: one EDF/EDF+/BDF/BDF+ file, its signals mapped to streams by their labels.
+
+    ``EEG <channel>`` -> eeg, ``ECG``/``EKG`` -> ecg, ``EDA``/``GSR`` -> eda, ``BVP``/``PPG`` -> bvp (the
+    EDF+ "type channel" convention); other signals are skipped. Times start at the header's start
+    (UTC, sub-second included). Samples are streamed in chunks.
+    """
+
+    def __init__(self, path: str | Path, speed: float | None = 1.0):
+        super().__init__()
+        from edge.edf_format import RecordingError, read_stream_header  # noqa: PLC0415
+
+        self.path = Path(path)
+        self.spec = f"replay:edf:{path}"
+        _check_speed(self.spec, speed)
+        self.speed = speed
+        if not self.path.is_file():
+            raise SourceError(f"source {self.spec!r}: file {self.path} not found")
+        try:
+            self.groups, _ = read_stream_header(self.path)
+        except RecordingError as exc:
+            raise SourceError(f"source {self.spec!r}: {exc}") from None
+        if not self.groups:
+            raise SourceError(f"source {self.spec!r}: no signal labelled EEG, ECG, EDA or BVP in {self.path.name}")
+        self.streams = tuple(sorted({g.stream for g in self.groups}))
+
+    @classmethod
+    def from_spec(cls, target: str, speed: float | None) -> EdfReplay:
+        return cls(target, speed)
+
+    def cursors(self) -> list[StreamCursor]:
+        from edge.edf_format import iter_stream_samples  # noqa: PLC0415
+
+        return [regular_cursor(iter_stream_samples(self.path, g), g.stream, g.channels, g.start_unix, g.rate_hz,
+                               self.spec) for g in self.groups]
+
+    async def blocks(self) -> AsyncIterator[SampleBlock]:
+        async for block in replay_blocks(self, self.cursors(), self.speed):
+            yield block
