@@ -217,6 +217,10 @@ def _decode_connect(body: _Body) -> Connect:
     protocol_level = body.u8()
     if protocol_name not in ("MQTT", "MQIsdp"):
         raise _Bad(f"unknown protocol name {protocol_name!r}")
+    if protocol_level not in (3, 4):
+        # e.g. MQTT 5 (level 5, whose CONNECT carries properties we do not parse): the broker
+        # answers CONNACK 1 (3.1.1, 3.1.2.2), so a v5 client knows to fall back to 3.1.1
+        return Connect(protocol_name, protocol_level, True, 0, "", None, None, None)
     flags = body.u8()
     if flags & 0x01:
         raise _Bad("CONNECT reserved flag set")

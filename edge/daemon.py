@@ -718,7 +718,8 @@ def _make_publisher(config: Config) -> Any:
     return StatePublisher(broker_address(m), config.daemon.device_id, topic_prefix=m.topic_prefix,
                           state_dir=state_dir, client_id=m.client_id or None, ca_file=m.ca_file or None,
                           cert_file=m.cert_file or None, key_file=m.key_file or None,
-                          allow_plaintext_remote=m.allow_plaintext_remote)
+                          allow_plaintext_remote=m.allow_plaintext_remote, protocol=m.protocol,
+                          max_bytes=m.outbox_max_bytes)
 
 
 async def _wait_connected(publisher: Any, timeout_s: float) -> None:

@@ -144,10 +144,13 @@ def test_rows_survive_kill_minus_9(tmp_path):
     box.close()
 
 
-def test_a_file_that_is_not_a_database_is_refused_with_its_name(tmp_path):
-    from edge.errors import ConfigError
-
+def test_a_file_that_is_not_a_database_is_moved_aside_with_its_name(tmp_path, caplog):
     path = tmp_path / "broken.sqlite3"
     path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(ConfigError, match="broken.sqlite3"):
-        Outbox(path)
+    with caplog.at_level(logging.WARNING, logger="edge.outbox"):
+        box = Outbox(path)
+    assert box.append("t", _payload) == 0
+    [aside] = box.moved_aside
+    assert aside.read_bytes() == b"this is not sqlite" * 100
+    assert any(str(aside) in r.getMessage() for r in caplog.records)
+    box.close()
