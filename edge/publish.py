@@ -58,6 +58,7 @@ MODALITY_NAMES = ("face", "eda", "cardiac", "eeg")
 _DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 PROTOCOLS = ("5", "3.1.1")
 _UNSUPPORTED_PROTOCOL = (1, 0x84)  # CONNACK: 3.1.1 return code 1; MQTT 5 reason code 0x84
+_REFUSED_V5: set[str] = set()  # host:port of brokers that refused MQTT 5 (this process)
 _UNDELETED_MAX = 100_000  # acknowledged seqs kept for a retried delete (bounded)
 _DENIED_RETRY_S = (5.0, 300.0)  # backoff after a denied publish: first, ceiling
 
@@ -241,8 +242,10 @@ class StatePublisher:
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ConfigError(f"mqtt protocol {protocol!r}: must be one of {', '.join(PROTOCOLS)}")
-        self.protocol = protocol
         self.address = parse_broker_url(address) if isinstance(address, str) else address
+        # a broker that refused MQTT 5 earlier in this process gets 3.1.1 at once
+        self.protocol = "3.1.1" if self.address.host_port in _REFUSED_V5 else protocol
+        self._negotiating = False  # between a refused MQTT 5 CONNECT and the 3.1.1 answer
         _check_topic_part("device id", device_id, allow_slash=False)
         _check_topic_part("topic prefix", topic_prefix, allow_slash=True)
         if (
@@ -281,6 +284,7 @@ class StatePublisher:
             max_bytes=max_bytes,
         )
         self.denial_path = denial_record_path(Path(state_dir), device_id)
+        self._denial_recorded = self.denial_path.exists()  # a refusal from an earlier run
         self._events: queue.Queue[tuple] = queue.Queue()
         self._client: Any = None
         self._worker: threading.Thread | None = None
@@ -417,7 +421,11 @@ class StatePublisher:
         deadline = time.monotonic() + timeout_s
         client = self._client
         if client is not None:
-            while self._connected and self.outbox.depth() > 0 and time.monotonic() < deadline:
+            while (
+                (self._connected or self._negotiating)
+                and self.outbox.depth() > 0
+                and time.monotonic() < deadline
+            ):
                 time.sleep(0.02)
             self._stopping = True
             if self._connected:
@@ -479,8 +487,10 @@ class StatePublisher:
     ) -> None:
         if reason_code.is_failure:
             if self.protocol == "5" and reason_code.value in _UNSUPPORTED_PROTOCOL:
+                self._negotiating = True
                 self._events.put(("protocol_refused", str(reason_code)))
                 return
+            self._negotiating = False
             if not self._outage_logged:
                 self._outage_logged = True
                 log.warning(
@@ -492,6 +502,7 @@ class StatePublisher:
                 )
             return
         self._connected_at = time.monotonic()
+        self._negotiating = False
         client.publish(self.status_topic, "online", qos=1, retain=True)
         self._connected = True
         self._connected_event.set()
@@ -528,6 +539,7 @@ class StatePublisher:
             )
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        self._negotiating = False
         self._events.put(("connect_failed",))
 
     def _on_publish(
@@ -578,7 +590,7 @@ class StatePublisher:
                     self._log_unreachable()
                 elif kind == "stop":
                     stop = True
-            if acked_seqs and self._denied_logged and self._denied_min_seq is None:
+            if acked_seqs and self._denial_recorded and self._denied_min_seq is None:
                 self._note_accepted()
             if acked_seqs or (undeleted and not events):
                 self._acked += len(acked_seqs)
@@ -638,6 +650,7 @@ class StatePublisher:
         wait_s = self._denied_backoff_s
         self._denied_backoff_s = min(self._denied_backoff_s * 2, _DENIED_RETRY_S[1])
         user = self.address.username or "(anonymous)"
+        self._denial_recorded = True
         if not self._denied_logged:
             self._denied_logged = True
             log.warning(
@@ -654,6 +667,7 @@ class StatePublisher:
 
     def _note_accepted(self) -> None:
         self._denied_logged = False
+        self._denial_recorded = False
         self._denied_backoff_s = _DENIED_RETRY_S[0]
         log.info("mqtt: broker %s now accepts %s", self.address.host_port, self.state_topic)
         try:
@@ -671,6 +685,7 @@ class StatePublisher:
             self.address.host_port, reason)
         old = self._client
         self.protocol = "3.1.1"
+        _REFUSED_V5.add(self.address.host_port)
         if old is not None:
             old.loop_stop()
             old.disconnect()
