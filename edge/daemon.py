@@ -552,6 +552,7 @@ async def run_daemon(config: Config, *, on_ready: Callable[[], None] | None = No
             raise
         except Exception as exc:  # noqa: BLE001 - one failing source must not stop the others
             log.error("source %s failed: %s", spec, _one_line(exc))
+            failed_sources.append(f"source {spec} failed: {_one_line(exc)}")
             for m in spec_modalities(spec) or {STREAM_TO_MODALITY.get(s) for s in seen}:
                 if m:
                     pipeline.add_reason(m, f"source {spec} failed: {_one_line(exc)}")
@@ -567,6 +568,7 @@ async def run_daemon(config: Config, *, on_ready: Callable[[], None] | None = No
             except (NotImplementedError, RuntimeError):  # not the main thread
                 pass
     stopping = False
+    failed_sources: list[str] = []  # each source that raised, in one line
     tasks = [asyncio.create_task(pump(s), name=f"source {getattr(s, 'spec', '?')}") for s in sources]
     all_done = asyncio.ensure_future(asyncio.gather(*tasks, return_exceptions=True))
     stopper = asyncio.create_task(stop.wait())
@@ -608,6 +610,10 @@ async def run_daemon(config: Config, *, on_ready: Callable[[], None] | None = No
     result.models = {m: e.version for m, e in sorted(estimators.items())}  # loaded (whether fed or not)
     await loop.run_in_executor(None, lambda: publisher.stop(timeout_s=5.0))
     log.info("stopped: %d states published, %d windows", result.states, result.windows)
+    if ended_naturally and len(failed_sources) == len(sources):
+        # nothing is left running because everything failed: a non-zero exit, so a supervisor
+        # (systemd Restart=on-failure) starts it again, rather than "all done"
+        raise EmotionEdgeError(f"nothing can run: every source failed ({'; '.join(failed_sources)})")
     return result
 
 

@@ -152,19 +152,31 @@ class E4Replay(Source):
         from firmware_bridge.protocols import e4_csv
 
         out: list[RecordedStream] = []
+        bad: list[str] = []
         for stream in self.streams:
-            path = self.folder / _E4_FILES[stream]
-            if stream == "ibi":
-                if not _has_rows(path):
-                    log.info("%s: IBI.csv is empty; beats will come from the BVP", self.spec)
-                    continue
-                ibi = e4_csv.read_e4_ibi(path, error=SourceError)
-                out.append(RecordedStream("ibi", ("IBI",), (ibi.ibi_s * 1000.0).astype(np.float32)[:, None],
-                                          ibi.start_unix, 0.0, ibi.times_unix))
-            else:
-                sig = e4_csv.read_e4_signal(path, error=SourceError)
-                out.append(RecordedStream(stream, (stream.upper(),), sig.data.astype(np.float32),
-                                          sig.start_unix, sig.rate_hz))
+            try:
+                out.extend(self._load_one(e4_csv, stream))
+            except (SourceError, ValueError) as exc:  # a bad file: say so, replay the good ones beside it
+                log.error("%s", exc)
+                bad.append(str(exc))
+        if not out:
+            raise SourceError(f"source {self.spec!r}: no usable file in {self.folder} ({'; '.join(bad) or 'all empty'})")
+        return out
+
+    def _load_one(self, e4_csv: Any, stream: str) -> list[RecordedStream]:
+        out: list[RecordedStream] = []
+        path = self.folder / _E4_FILES[stream]
+        if stream == "ibi":
+            if not _has_rows(path):
+                log.info("%s: IBI.csv is empty; beats will come from the BVP", self.spec)
+                return out
+            ibi = e4_csv.read_e4_ibi(path, error=SourceError)
+            out.append(RecordedStream("ibi", ("IBI",), (ibi.ibi_s * 1000.0).astype(np.float32)[:, None],
+                                      ibi.start_unix, 0.0, ibi.times_unix))
+        else:
+            sig = e4_csv.read_e4_signal(path, error=SourceError)
+            out.append(RecordedStream(stream, (stream.upper(),), sig.data.astype(np.float32),
+                                      sig.start_unix, sig.rate_hz))
         return out
 
     async def blocks(self) -> AsyncIterator[SampleBlock]:
