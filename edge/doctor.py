@@ -363,6 +363,13 @@ def check_broker(mqtt: Any, timeout_s: float = 5.0, device_id: str | None = None
         address = parse_broker_url(mqtt.broker)
     except ConfigError as exc:
         return [Check(FAIL, "broker", str(exc))]
+    password_file = getattr(mqtt, "password_file", "") or ""
+    if password_file and address.password is None:
+        from edge.config import secret_file_exposure  # noqa: PLC0415
+
+        too_open = secret_file_exposure(Path(password_file).expanduser())
+        if too_open:
+            return [Check(FAIL, f"mqtt password_file {password_file}", f"{too_open}: the daemon refuses it")]
     what = f"broker {address.display}"
     if not address.tls and not is_loopback_host(address.host) and not mqtt.allow_plaintext_remote:
         return [Check(FAIL, what, "plaintext MQTT to a remote host: the daemon refuses it "
@@ -381,13 +388,6 @@ def check_broker(mqtt: Any, timeout_s: float = 5.0, device_id: str | None = None
                     version = tls_sock.version()
             except (ssl.SSLError, ssl.CertificateError, OSError, ValueError) as exc:
                 return [Check(FAIL, what, f"TCP ok; TLS handshake failed: {_ssl_reason(exc)}")]
-    password_file = getattr(mqtt, "password_file", "") or ""
-    if password_file and address.password is None:
-        from edge.config import secret_file_exposure  # noqa: PLC0415
-
-        too_open = secret_file_exposure(Path(password_file).expanduser())
-        if too_open:
-            return [Check(FAIL, f"mqtt password_file {password_file}", f"{too_open}: the daemon refuses it")]
     username, password, cred_source = broker_credentials(mqtt, address)
     try:  # the daemon's own resolution (URL, mqtt.password_file, $EMOTION_EDGE_MQTT_PASSWORD), when it has one
         from edge.config import broker_address  # noqa: PLC0415
