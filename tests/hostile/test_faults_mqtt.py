@@ -127,3 +127,79 @@ def test_mqtt_311_stays_available_for_old_brokers(acl_broker, tmp_path):
         daemon.close()
         dashboard.close()
     assert "MQTT 3.1.1" in daemon.stderr()
+
+
+# -- item 2: the broker killed -9 with the shipped persistence settings --------------------------
+
+def test_the_shipped_broker_config_loses_no_state_when_the_broker_is_killed(tmp_path):
+    kills = 4
+    broker = harness.PersistentMosquitto(
+        tmp_path / "broker", extra=shipped_lines(TLS_CONF, ("persistence", "autosave_interval", "autosave_on_changes")))
+    subscriber_id = f"dashboard-{broker.port}"
+    state_dir = tmp_path / "state"
+    daemon = None
+    try:
+        with support.bounded(75):
+            # a persistent QoS 1 subscriber that is away while the broker crashes
+            harness.StateCollector(broker.host, broker.port, "dev9", client_id=subscriber_id).close()
+            daemon = harness.DaemonProcess(["--source", "simulate:duration=3600,seed=9", "--speed", "30",
+                                            "--device-id", "dev9", "--broker", broker.url,
+                                            "--state-dir", str(state_dir)], tmp_path)
+            for _ in range(kills):
+                time.sleep(1.5)
+                broker._proc.kill()  # SIGKILL: no chance to save on the way out
+                broker._proc.wait(10)
+                broker._proc = None
+                broker.restart()
+            time.sleep(1.5)
+            daemon.terminate()
+            assert daemon.wait(30) == 0, daemon.stderr()[-2000:]
+            sent = int(re.findall(r"stopped: (\d+) states published", daemon.stderr())[-1])
+            assert harness.outbox_depth(state_dir, "dev9") == 0, "the daemon could not deliver before it stopped"
+            collector = harness.StateCollector(broker.host, broker.port, "dev9", client_id=subscriber_id)
+            try:
+                collector.wait_for(lambda c: set(range(sent)) <= set(c.seqs()), 15)
+            finally:
+                collector.close()
+    finally:
+        if daemon is not None:
+            daemon.close()
+        broker.stop()
+    seqs = collector.seqs()
+    lost = harness.missing_seqs(seqs, 0, sent - 1)
+    print(f"FIGURES broker kill -9 x{kills}: {sent} sent, {len(lost)} lost, {len(seqs) - len(set(seqs))} duplicated")
+    assert not lost, f"{len(lost)} of {sent} states lost over {kills} broker kills: {lost[:20]}"
+    assert not harness.conflicting_seqs(collector.raw_states())
+
+
+# -- item 18: client-id take-over ------------------------------------------------------------------
+
+def test_another_account_cannot_take_over_a_devices_client_id(acl_broker, tmp_path):
+    import paho.mqtt.client as mqtt
+
+    dashboard = harness.StateCollector(acl_broker.host, acl_broker.port, "dev1", username="dashboard",
+                                       password=PASSWORDS["dashboard"], persistent=False)
+    daemon = harness.DaemonProcess(daemon_args(acl_broker, "dev1", tmp_path / "state", device="dev1"), tmp_path)
+    try:
+        with support.bounded(45):
+            assert dashboard.wait_for(lambda c: len(c.seqs()) >= 3, 30), daemon.stderr()[-2000:]
+            for attempt in range(5):  # "devx" connects under the device's client id
+                intruder = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+                                       client_id="emotion-edge-dev1", protocol=mqtt.MQTTv311)
+                intruder.username_pw_set("devx", PASSWORDS["devx"])
+                intruder.connect(acl_broker.host, acl_broker.port)
+                intruder.loop_start()
+                harness.wait_until(intruder.is_connected, 5)
+                time.sleep(0.3)
+                intruder.disconnect()
+                intruder.loop_stop()
+            time.sleep(1.0)
+            daemon.terminate()
+            assert daemon.wait(20) == 0
+    finally:
+        daemon.close()
+        dashboard.close()
+    err = daemon.stderr()
+    connects = support.log_lines(err, "mqtt: connected to")
+    assert len(connects) == 1, f"the device was knocked off {len(connects) - 1} times:\n{err[-3000:]}"
+    assert dashboard.statuses().count("offline") <= 1  # only the daemon's own, at its stop
