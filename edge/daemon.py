@@ -531,11 +531,17 @@ async def run_daemon(config: Config, *, on_ready: Callable[[], None] | None = No
         spec = getattr(source, "spec", "?")
         seen: set[str] = set()
         n = 0
+        skipped_noted = False
         try:
             async for block in source.blocks():
                 if stopping:  # a source that swallowed its cancellation still stops here
                     break
                 seen.add(block.stream)
+                if getattr(source, "stream_errors", None) and not skipped_noted:
+                    skipped_noted = True  # a file skipped beside good ones: name it in `missing`
+                    for stream, why in source.stream_errors.items():
+                        if STREAM_TO_MODALITY.get(stream):
+                            pipeline.add_reason(STREAM_TO_MODALITY[stream], f"source {spec}: {why}")
                 arrived = time.perf_counter()
                 if isinstance(block, FrameBlock) and executor is not None:
                     async with lock:

@@ -134,6 +134,7 @@ class E4Replay(Source):
         if "eda" in streams and not (self.folder / "EDA.csv").is_file():
             raise SourceError(f"source {self.spec!r}: no EDA.csv in {self.folder} (not an E4 export folder?)")
         self.speed = speed
+        self.stream_errors: dict[str, str] = {}  # stream -> why its file was skipped (see load)
         present = [s for s in streams if (self.folder / _E4_FILES[s]).is_file()]
         self.streams = tuple(present)
         if not self.streams:
@@ -159,6 +160,7 @@ class E4Replay(Source):
             except (SourceError, ValueError) as exc:  # a bad file: say so, replay the good ones beside it
                 log.error("%s", exc)
                 bad.append(str(exc))
+                self.stream_errors[stream] = str(exc)
         if not out:
             raise SourceError(f"source {self.spec!r}: no usable file in {self.folder} ({'; '.join(bad) or 'all empty'})")
         return out
