@@ -85,8 +85,8 @@ def test_the_outbox_and_baselines_are_created_owner_only(tmp_path):
     finally:
         os.umask(old_umask)
     files = [p for p in state_dir.iterdir() if p.is_file()]
-    names = {p.name for p in files}
-    assert {"outbox-modes.sqlite3", "outbox-modes.sqlite3.seq", "baselines-modes.json"} <= names, names
     loose = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files
              if stat.S_IMODE(p.stat().st_mode) & 0o077}
     assert not loose, f"state files open to group or others: {loose}"
+    names = {p.name for p in files}
+    assert {"outbox-modes.sqlite3", "outbox-modes.sqlite3.seq", "baselines-modes.json"} <= names, names
