@@ -88,41 +88,63 @@ def flip_64_bytes(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("damage", [truncate, randomise, zero_length, flip_64_bytes], ids=lambda f: f.__name__)
-def test_a_damaged_outbox_is_moved_aside_and_no_seq_is_reused(broker, tmp_path, damage):
-    state_dir = tmp_path / "state"
-    with support.bounded(60):
-        last, kept = fill_outbox_offline(tmp_path, state_dir, rows=40)
-        db = state_dir / f"outbox-{DEVICE}.sqlite3"
-        assert not Path(f"{db}-wal").exists() or Path(f"{db}-wal").stat().st_size == 0
-        damage(db)
-        collector = harness.StateCollector(broker.host, broker.port, DEVICE, client_id=f"dash-{broker.port}")
-        daemon = harness.DaemonProcess(run_args(broker.url, state_dir), tmp_path, name="after-damage")
-        rss = support.PeakRss(daemon.pid)
+DAMAGES = (truncate, randomise, zero_length, flip_64_bytes)
+
+
+def test_a_damaged_outbox_is_moved_aside_and_no_seq_is_reused(broker, tmp_path):
+    """One outbox filled offline, copied four times, each copy damaged one way; four daemons (own
+    topic prefix each) start on them at once against the broker."""
+    import shutil
+
+    source_dir = tmp_path / "filled"
+    with support.bounded(75):
+        last, kept = fill_outbox_offline(tmp_path, source_dir, rows=40)
+        db_name = f"outbox-{DEVICE}.sqlite3"
+        assert not (source_dir / f"{db_name}-wal").exists() or (source_dir / f"{db_name}-wal").stat().st_size == 0
+        cases = {}
+        for damage in DAMAGES:
+            state_dir = tmp_path / damage.__name__
+            shutil.copytree(source_dir, state_dir)
+            damage(state_dir / db_name)
+            prefix = f"case-{damage.__name__}"
+            config = tmp_path / f"{damage.__name__}.toml"
+            config.write_text(f'[mqtt]\ntopic_prefix = "{prefix}"\nclient_id = "{prefix}"\n')
+            collector = harness.StateCollector(broker.host, broker.port, DEVICE, prefix=prefix,
+                                               client_id=f"dash-{prefix}")
+            daemon = harness.DaemonProcess(["--config", str(config), *run_args(broker.url, state_dir)], tmp_path,
+                                           name=damage.__name__)
+            cases[damage] = (state_dir, collector, daemon, support.PeakRss(daemon.pid))
+        new = lambda c: [s for s in c.seqs() if s > last]  # noqa: E731
         try:
-            new = lambda c: [s for s in c.seqs() if s > last]  # noqa: E731
-            assert collector.wait_for(lambda c: len(new(c)) >= 5 or not daemon.alive(), 30), daemon.stderr()[-3000:]
-            daemon.terminate()
-            assert daemon.wait(20) == 0, daemon.stderr()[-2000:]
+            for damage, (_, collector, daemon, _) in cases.items():
+                assert collector.wait_for(lambda c: len(new(c)) >= 5 or not daemon.alive(), 40), \
+                    f"{damage.__name__}:\n{daemon.stderr()[-3000:]}"
+            for damage, (_, _, daemon, _) in cases.items():
+                daemon.terminate()
+            for damage, (_, _, daemon, _) in cases.items():
+                assert daemon.wait(20) == 0, f"{damage.__name__}:\n{daemon.stderr()[-2000:]}"
         finally:
-            daemon.close()
-            collector.close()
-            peak_mb = rss.stop()
-    err = daemon.stderr()
-    old = [p for p in collector.raw_states() if json.loads(p)["seq"] <= last]
-    assert all(kept.get(json.loads(p)["seq"]) == p for p in old), \
-        "a state with an old seq arrived that is not the state stored under that seq: a reused seq"
-    assert not harness.conflicting_seqs(collector.raw_states())
-    assert len(new(collector)) >= 5
-    moved = support.log_lines(err, "moved aside to")
-    if damage is not zero_length:
-        assert len(moved) == 1, err[-3000:]
-        aside = Path(re.search(r"moved aside to (\S+),", moved[0]).group(1))
-        assert aside.exists() and aside.parent == state_dir
-    assert peak_mb < support.DAEMON_RSS_LIMIT_MB
-    delivered_old = len({json.loads(p)["seq"] for p in old})
-    print(f"FIGURES outbox {damage.__name__}: {len(kept)} pending, {len(kept) - delivered_old} lost, "
-          f"0 seqs reused, peak RSS {peak_mb:.0f} MB")
+            for _, collector, daemon, rss in cases.values():
+                daemon.close()
+                collector.close()
+                rss.stop()
+    for damage, (state_dir, collector, daemon, rss) in cases.items():
+        what = damage.__name__
+        err = daemon.stderr()
+        old = [p for p in collector.raw_states() if json.loads(p)["seq"] <= last]
+        assert all(kept.get(json.loads(p)["seq"]) == p for p in old), \
+            f"{what}: a state with an old seq arrived that is not the state stored under that seq: a reused seq"
+        assert not harness.conflicting_seqs(collector.raw_states()), what
+        assert len(new(collector)) >= 5, what
+        moved = support.log_lines(err, "moved aside to")
+        if damage is not zero_length:
+            assert len(moved) == 1, f"{what}:\n{err[-3000:]}"
+            aside = Path(re.search(r"moved aside to (\S+),", moved[0]).group(1))
+            assert aside.exists() and aside.parent == state_dir, what
+        assert rss.peak_mb < support.DAEMON_RSS_LIMIT_MB, what
+        delivered_old = len({json.loads(p)["seq"] for p in old})
+        print(f"FIGURES outbox {what}: {len(kept)} pending, {len(kept) - delivered_old} lost, "
+              f"0 seqs reused, peak RSS {rss.peak_mb:.0f} MB")
 
 
 def test_a_lowered_seq_counter_does_not_reuse_seqs(broker, tmp_path):
