@@ -95,7 +95,7 @@ class _BoundedHTTPServer(ThreadingHTTPServer):
     """At most ``MAX_CONNECTIONS`` handler threads; a client that goes away is one DEBUG line."""
 
     daemon_threads = True
-    request_queue_size = 64  # listen backlog: a burst of scrapers is queued, not dropped (SYN retry, 1 s)
+    request_queue_size = 64  # listen backlog: a burst of scrapers waits, not SYN-dropped (1 s)
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]

@@ -47,7 +47,13 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from edge.errors import ConfigError
-from edge.outbox import DEFAULT_MAX_AGE_S, DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, Outbox, OutboxFullError
+from edge.outbox import (
+    DEFAULT_MAX_AGE_S,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_ROWS,
+    Outbox,
+    OutboxFullError,
+)
 
 log = logging.getLogger(__name__)
 

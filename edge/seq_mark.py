@@ -60,7 +60,7 @@ class SeqMark:
         return max(valid) if valid else None
 
     def write(self, seq: int) -> None:
-        """Record ``seq`` (in place, in the older slot); raises OSError if the file cannot be written."""
+        """Record ``seq`` in place, in the older slot; OSError if the file cannot be written."""
         if self._fd is None:
             self._open(seq)
         os.pwrite(self._fd, _encode(seq), self._slot * SLOT_BYTES)

@@ -157,12 +157,13 @@ class E4Replay(Source):
         for stream in self.streams:
             try:
                 out.extend(self._load_one(e4_csv, stream))
-            except (SourceError, ValueError) as exc:  # a bad file: say so, replay the good ones beside it
+            except (SourceError, ValueError) as exc:  # a bad file: say so, replay the good ones
                 log.error("%s", exc)
                 bad.append(str(exc))
                 self.stream_errors[stream] = str(exc)
         if not out:
-            raise SourceError(f"source {self.spec!r}: no usable file in {self.folder} ({'; '.join(bad) or 'all empty'})")
+            why = "; ".join(bad) or "all empty"
+            raise SourceError(f"source {self.spec!r}: no usable file in {self.folder} ({why})")
         return out
 
     def _load_one(self, e4_csv: Any, stream: str) -> list[RecordedStream]:
