@@ -251,7 +251,9 @@ class StatePublisher:
         self.address = parse_broker_url(address) if isinstance(address, str) else address
         # a broker that refused MQTT 5 earlier in this process gets 3.1.1 at once
         self.protocol = "3.1.1" if self.address.host_port in _REFUSED_V5 else protocol
-        self._negotiating = False  # between a refused MQTT 5 CONNECT and the 3.1.1 answer
+        # from the first MQTT 5 CONNECT until the broker has answered it (a refusal of v5 included:
+        # then until the 3.1.1 answer): stop() gives a first connection this long to flush
+        self._negotiating = False
         _check_topic_part("device id", device_id, allow_slash=False)
         _check_topic_part("topic prefix", topic_prefix, allow_slash=True)
         if (
@@ -326,6 +328,7 @@ class StatePublisher:
         """Connect in the background (retrying) and start delivering the outbox."""
         if self._client is not None:
             return
+        self._negotiating = self.protocol == "5"
         self._client = self._make_client(self.protocol)
         self._worker = threading.Thread(
             target=self._work, name=f"mqtt-outbox-{self.device_id}", daemon=True
@@ -427,9 +430,12 @@ class StatePublisher:
         deadline = time.monotonic() + timeout_s
         client = self._client
         if client is not None:
+            # a first connection still being negotiated gets at most 1 s of the flush time
+            negotiate_until = min(deadline, time.monotonic() + 1.0)
             while (
-                (self._connected or self._negotiating)
+                (self._connected or (self._negotiating and time.monotonic() < negotiate_until))
                 and self.outbox.depth() > 0
+                and self._denied_min_seq is None  # the broker refuses them: no use waiting
                 and time.monotonic() < deadline
             ):
                 time.sleep(0.02)
@@ -494,6 +500,7 @@ class StatePublisher:
         if reason_code.is_failure:
             if self.protocol == "5" and reason_code.value in _UNSUPPORTED_PROTOCOL:
                 self._negotiating = True
+                _REFUSED_V5.add(self.address.host_port)  # the next publisher starts with 3.1.1
                 self._events.put(("protocol_refused", str(reason_code)))
                 return
             self._negotiating = False
