@@ -48,3 +48,27 @@ def test_the_unit_keeps_serial_camera_and_ble_access_and_says_which_directive_ea
     comments = "\n".join(ln for ln in text.splitlines() if ln.lstrip().startswith("#")).lower()
     for device in ("serial", "camera", "ble"):
         assert device in comments, f"the unit does not say what {device} needs"
+
+
+MDWE_WRAPPER = """
+import ctypes, os, sys
+PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = 65, 1
+if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0:
+    sys.exit(77)
+os.execv(sys.executable, [sys.executable, "-m", "edge", *sys.argv[1:]])
+"""
+
+
+def test_the_daemon_runs_without_writable_executable_memory(tmp_path):
+    """The unit's MemoryDenyWriteExecute=yes, by the kernel's own switch (PR_SET_MDWE, Linux 6.3+):
+    the daemon loads every model, runs inference and publishes with W^X enforced."""
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", MDWE_WRAPPER, "run", "--source", "simulate:duration=60",
+                           "--speed", "max", "--broker", "mqtt://127.0.0.1:1", "--state-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=90, cwd=UNIT.parents[1] / "tests")
+    if proc.returncode == 77:
+        pytest.skip("this kernel has no PR_SET_MDWE (Linux < 6.3)")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    published = re.findall(r"stopped: (\d+) states published", proc.stderr)
+    assert published and int(published[-1]) > 0, proc.stderr[-2000:]
