@@ -12,7 +12,10 @@ The seq never goes back: besides the ``meta`` row, every seq handed out is recor
 second file, ``<outbox>.seq`` (:mod:`edge.seq_mark`), and the counter resumes from the higher of
 the two. A database that is damaged (not a database, truncated, pages that fail SQLite's
 ``quick_check`` or a read) is moved aside to ``<outbox>.damaged-<UTC time>`` with one WARNING line
-naming where, and a fresh one is started; its seq carries on from the mark.
+naming where, and a fresh one is started with the rows still readable in it (in seq order up to
+the first unreadable one, each a JSON state carrying its own seq; a truncated file is first
+extended, sparsely, to the size its header states so that its surviving pages can be read); its
+seq carries on from the mark.
 
 A full disk: an append that cannot be stored raises :class:`OutboxFullError` carrying the seq it
 was given (the publisher then sends the state live, unstored), and one WARNING line says
@@ -123,6 +126,7 @@ class Outbox:
 
     def _open_checked(self) -> None:
         """Open (creating) the database; a damaged one is moved aside and replaced."""
+        salvaged: list[tuple] = []
         for attempt in range(2):
             try:
                 self._ensure_file_mode()
@@ -131,13 +135,16 @@ class Outbox:
                 if [tuple(r) for r in check] != [("ok",)]:
                     raise sqlite3.DatabaseError(f"quick_check: {check[0][0]}")
                 conn.executescript(_SCHEMA)
+                if salvaged:
+                    conn.executemany("INSERT OR IGNORE INTO outbox (seq, topic, payload, created_unix) "
+                                     "VALUES (?, ?, ?, ?)", salvaged)
                 self._depth, self._bytes = conn.execute(
                     "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox"
                 ).fetchone()
                 return
             except sqlite3.DatabaseError as exc:
                 if attempt == 0 and (_is_damage(exc) or "quick_check" in str(exc)):
-                    self._move_aside(str(exc))
+                    salvaged = self._move_aside(str(exc))
                     continue
                 raise ConfigError(
                     f"outbox {self.path}: cannot open it as an SQLite database ({exc})"
@@ -176,8 +183,48 @@ class Outbox:
             log.warning("seq mark %s: cannot write it (%s)", self._mark.path, exc)
         return last
 
-    def _move_aside(self, why: str) -> None:
-        """Close every connection, rename the database (and its WAL) aside, start afresh."""
+    def _salvage(self, path: Path) -> list[tuple]:
+        """The rows still readable in a damaged database, in seq order, up to the first bad one.
+
+        A row is kept only if its payload is a JSON state carrying its own seq, so a damaged page
+        can never put a different state under an old seq. Bounded by ``max_rows``/``max_bytes``.
+        """
+        import json  # noqa: PLC0415
+
+        rows: list[tuple] = []
+        size = 0
+        try:
+            original_size = os.path.getsize(path)
+            _pad_to_header_size(path)
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0)
+        except (sqlite3.Error, OSError):
+            return rows
+        try:
+            cursor = conn.execute(
+                "SELECT seq, topic, payload, created_unix FROM outbox ORDER BY seq")
+            for seq, topic, payload, created in cursor:  # row by row: an error keeps those before
+                try:
+                    ok = json.loads(bytes(payload)).get("seq") == seq and isinstance(topic, str)
+                except (ValueError, TypeError, AttributeError):
+                    ok = False
+                if not ok:
+                    break
+                rows.append((seq, topic, bytes(payload), float(created)))
+                size += len(payload)
+                if len(rows) >= self.max_rows or size >= self.max_bytes:
+                    break
+        except (sqlite3.Error, ValueError, TypeError):
+            pass  # the rest is unreadable: keep what came before
+        finally:
+            conn.close()
+            try:
+                os.truncate(path, original_size)  # the moved-aside file as it was found
+            except OSError:
+                pass
+        return rows
+
+    def _move_aside(self, why: str) -> list[tuple]:
+        """Close every connection, rename the database (and its WAL) aside; the rows salvaged."""
         self._close_connections()
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         aside = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
@@ -200,18 +247,24 @@ class Outbox:
                 pass
         self.moved_aside.append(aside)
         self._depth = self._bytes = 0
+        salvaged = self._salvage(aside) if aside.exists() else []
         log.warning(
-            "outbox %s: damaged (%s); moved aside to %s, starting a fresh outbox "
-            "(the states it held are not delivered)",
-            self.path, _first_line(why), aside)
+            "outbox %s: damaged (%s); moved aside to %s, starting a fresh outbox with the %d "
+            "readable states it held (the others are not delivered)",
+            self.path, _first_line(why), aside, len(salvaged))
+        return salvaged
 
     def _recover(self, exc: BaseException) -> None:
         """A read or write found the database damaged while running: replace it, keep the seq."""
         with self._lock:
-            self._move_aside(str(exc))
+            rows = self._move_aside(str(exc))
             self._open_checked()
             conn = self._conn()
+            conn.executemany("INSERT OR IGNORE INTO outbox (seq, topic, payload, created_unix) "
+                             "VALUES (?, ?, ?, ?)", rows)
             conn.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (self._last_seq,))
+            self._depth, self._bytes = conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox").fetchone()
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -425,6 +478,21 @@ class Outbox:
         self._close_connections()
         self._mark.close()
         self._local = threading.local()
+
+
+def _pad_to_header_size(path: Path) -> None:
+    """Extend a truncated database (sparsely: no disk blocks) to the size its header states, so
+    that SQLite reads the pages that are left instead of refusing the whole file."""
+    with open(path, "rb") as f:
+        header = f.read(100)
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+        return
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    expected = page_size * pages
+    if 0 < expected <= 1 << 40 and os.path.getsize(path) < expected:
+        os.truncate(path, expected)
 
 
 def _first_line(text: str) -> str:
