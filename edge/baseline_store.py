@@ -53,7 +53,10 @@ def save_baselines(path: Path, estimators: Mapping[str, Any]) -> bool:
     tmp = path.with_name(path.name + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps({"format": FORMAT, "modalities": modalities}))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # personal data: owner only
+        with os.fdopen(fd, "w") as out:
+            os.fchmod(fd, 0o600)  # a tmp file left by an older version keeps its mode otherwise
+            out.write(json.dumps({"format": FORMAT, "modalities": modalities}))
         os.replace(tmp, path)
     except OSError as exc:
         message = f"baselines: cannot save {path}: {exc}"

@@ -20,9 +20,17 @@ Limits (by design, for a local demo/test broker): clean sessions only — a CONN
 clean-session 0 is accepted but gets a fresh session (CONNACK session-present 0) and nothing
 is queued for offline clients; outbound QoS is at most 1 (QoS 2 subscriptions are granted 1);
 no retransmission of unacknowledged QoS 1 messages (there is no session to resume); retained
-messages live in memory only; no TLS, no ACLs, no MQTT 5; a subscriber whose socket buffer
-exceeds ``max_buffer_bytes`` (a stalled reader) has further messages dropped, counted and
+messages live in memory only; no TLS, no ACLs, no MQTT 5 (a v5 CONNECT gets CONNACK 1,
+"unacceptable protocol version", and the daemon falls back to 3.1.1); a subscriber whose socket
+buffer exceeds ``max_buffer_bytes`` (a stalled reader) has further messages dropped, counted and
 logged once.
+
+Resource limits (constructor arguments, defaults in the module constants): a packet of at most
+``max_packet_bytes`` (1 MiB), a CONNECT of at most 64 KiB (checked on its length header, before
+the body is buffered), ``max_connections`` (64) at once, a CONNECT within ``connect_timeout_s``
+(10 s), retained messages of at most ``max_retained_bytes`` (64 KiB) on at most 10 000 topics.
+Past a limit the connection is closed (packets) or the message is not kept (retained), with one
+log line. Worst case memory: about ``max_connections`` x ``max_packet_bytes`` of partial packets.
 """
 
 from __future__ import annotations
@@ -46,6 +54,13 @@ CONNACK_IDENTIFIER_REJECTED = 2
 CONNACK_BAD_CREDENTIALS = 4
 
 MAX_REMAINING_LENGTH = 268_435_455  # 4-byte varint ceiling (MQTT 3.1.1, 2.2.3)
+
+# Limits, so that no client can make the broker hold much memory (a state is ~1 KB):
+MAX_PACKET_BYTES = 1024 * 1024  # any packet after CONNECT
+MAX_CONNECT_BYTES = 64 * 1024  # CONNECT (client id, will, credentials): judged before any login
+MAX_CONNECTIONS = 64  # open connections; more are closed at once
+MAX_RETAINED_BYTES = 64 * 1024  # a bigger retained message is delivered but not kept
+MAX_RETAINED_TOPICS = 10_000  # retained topics kept; a new one past this is delivered, not kept
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,6 +232,10 @@ def _decode_connect(body: _Body) -> Connect:
     protocol_level = body.u8()
     if protocol_name not in ("MQTT", "MQIsdp"):
         raise _Bad(f"unknown protocol name {protocol_name!r}")
+    if protocol_level not in (3, 4):
+        # e.g. MQTT 5 (level 5, whose CONNECT carries properties we do not parse): the broker
+        # answers CONNACK 1 (3.1.1, 3.1.2.2), so a v5 client knows to fall back to 3.1.1
+        return Connect(protocol_name, protocol_level, True, 0, "", None, None, None)
     flags = body.u8()
     if flags & 0x01:
         raise _Bad("CONNECT reserved flag set")
@@ -313,7 +332,7 @@ class MqttCodec:
     """Bytes in, packets out; buffers partial packets; silent after a :class:`Malformed`."""
 
     def __init__(
-        self, max_packet_bytes: int = 8 * 1024 * 1024, *, expect_connect: bool = True
+        self, max_packet_bytes: int = MAX_PACKET_BYTES, *, expect_connect: bool = True
     ) -> None:
         self.max_packet_bytes = max_packet_bytes
         self.failed: str | None = None
@@ -345,10 +364,14 @@ class MqttCodec:
                     break
             else:
                 return self._fail(packets, "remaining length longer than 4 bytes")
-            if length > self.max_packet_bytes:
-                return self._fail(
-                    packets, f"packet of {length} bytes exceeds {self.max_packet_bytes}"
-                )
+            limit = (
+                min(self.max_packet_bytes, MAX_CONNECT_BYTES)
+                if self._expect_connect
+                else self.max_packet_bytes
+            )
+            if length > limit:
+                what = "CONNECT" if self._expect_connect else "packet"
+                return self._fail(packets, f"{what} of {length} bytes exceeds {limit}")
             if len(self._buffer) < header_len + length:
                 return packets
             first_byte = self._buffer[0]
@@ -512,10 +535,16 @@ class EmbeddedBroker:
         port: int = 0,
         *,
         users: dict[str, str] | None = None,
-        max_packet_bytes: int = 8 * 1024 * 1024,
+        max_packet_bytes: int = MAX_PACKET_BYTES,
         max_buffer_bytes: int = 16 * 1024 * 1024,
         connect_timeout_s: float = 10.0,
+        max_connections: int = MAX_CONNECTIONS,
+        max_retained_bytes: int = MAX_RETAINED_BYTES,
     ) -> None:
+        self.max_connections = max_connections
+        self.max_retained_bytes = max_retained_bytes
+        self.refused_connections = 0
+        self._retained_warned = False
         self.host = host
         self.port = port
         self.users = dict(users) if users is not None else None
@@ -621,6 +650,15 @@ class EmbeddedBroker:
             self._tasks.add(task)
         peername = writer.get_extra_info("peername")
         peer = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else str(peername)
+        if len(self._tasks) > self.max_connections:
+            self.refused_connections += 1
+            if self.refused_connections == 1 or self.refused_connections % 1000 == 0:
+                log.warning("broker: more than %d connections; closing %s (%d refused so far)",
+                            self.max_connections, peer, self.refused_connections)
+            writer.close()
+            if task is not None:
+                self._tasks.discard(task)
+            return
         codec = MqttCodec(self.max_packet_bytes)
         session: _Session | None = None
         clean_disconnect = False
@@ -784,10 +822,18 @@ class EmbeddedBroker:
 
     def _route(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         if retain:
-            if payload:
-                self.retained[topic] = (payload, min(qos, 1))
-            else:
+            if not payload:
                 self.retained.pop(topic, None)
+            elif len(payload) > self.max_retained_bytes or (
+                topic not in self.retained and len(self.retained) >= MAX_RETAINED_TOPICS
+            ):
+                if not self._retained_warned:  # delivered now, not kept for later subscribers
+                    self._retained_warned = True
+                    log.warning("broker: retained message on %s not kept (%d bytes; limits %d "
+                                "bytes, %d topics)", topic, len(payload), self.max_retained_bytes,
+                                MAX_RETAINED_TOPICS)
+            else:
+                self.retained[topic] = (payload, min(qos, 1))
         for session in list(self._clients.values()):
             granted = -1
             for topic_filter, sub_qos in session.subscriptions.items():

@@ -61,6 +61,8 @@ class MqttConfig:
     key_file: str = ""
     allow_plaintext_remote: bool = False
     publish_modalities: bool = True  # also publish <prefix>/<device>/modality/<name>
+    protocol: str = "5"  # "5" (a denied publish is seen) or "3.1.1" (old brokers; see docs/hostile.md)
+    outbox_max_bytes: int = 64 * 1024 * 1024  # payload bytes kept for the broker (oldest dropped past it)
 
 
 @dataclass(frozen=True)
@@ -323,6 +325,10 @@ def validate(config: Config) -> Config:
         parse_broker_url(config.mqtt.broker)
     except ConfigError as exc:
         raise ConfigError(f"config: mqtt.broker: {exc}") from None
+    if config.mqtt.protocol not in ("5", "3.1.1"):
+        raise ConfigError(f"config: mqtt.protocol: must be \"5\" or \"3.1.1\", got {config.mqtt.protocol!r}")
+    if config.mqtt.outbox_max_bytes < 4096:
+        raise ConfigError(f"config: mqtt.outbox_max_bytes: must be >= 4096, got {config.mqtt.outbox_max_bytes}")
     if not config.mqtt.topic_prefix or any(c in config.mqtt.topic_prefix for c in "+#"):
         raise ConfigError(f"config: mqtt.topic_prefix: must be non-empty without '+' or '#', got {config.mqtt.topic_prefix!r}")
     for name in MODALITIES:
@@ -435,6 +441,20 @@ def replace_dotted(config: Any, dotted: str, value: Any) -> Any:
 PASSWORD_ENV = "EMOTION_EDGE_MQTT_PASSWORD"
 
 
+def secret_file_exposure(path: Path) -> str | None:
+    """Why a secret file is too open ("readable by its group (mode 640); chmod 600"), else None."""
+    import stat  # noqa: PLC0415
+
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None  # reading it says what is wrong
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        who = "everyone" if mode & stat.S_IROTH else "its group"
+        return f"readable by {who} (mode {stat.S_IMODE(mode):o}); chmod 600 it"
+    return None
+
+
 def broker_address(mqtt: MqttConfig) -> Any:
     """The publisher's ``BrokerAddress`` with credentials resolved, so no password need sit in a URL.
 
@@ -448,6 +468,9 @@ def broker_address(mqtt: MqttConfig) -> Any:
     username = address.username or mqtt.username or None
     password = address.password
     if password is None and mqtt.password_file:
+        too_open = secret_file_exposure(Path(mqtt.password_file).expanduser())
+        if too_open:
+            raise ConfigError(f"config: mqtt.password_file: {mqtt.password_file} is {too_open}")
         try:
             lines = read_small_text(Path(mqtt.password_file).expanduser(), limits.MAX_SMALL_FILE_BYTES).splitlines()
         except OSError as exc:
@@ -504,10 +527,7 @@ def format_config(config: Config) -> str:
 
 
 def mask_password(url: str) -> str:
-    """``mqtt://user:secret@host`` -> ``mqtt://user:***@host``."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    creds, _, host = rest.rpartition("@")
-    user, colon, _ = creds.partition(":")
-    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
+    """``mqtt://user:secret@host`` -> ``mqtt://user:***@host`` (also for URLs that do not parse)."""
+    from edge.publish import redact_url  # noqa: PLC0415
+
+    return redact_url(url)

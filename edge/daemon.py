@@ -566,6 +566,7 @@ async def run_daemon(config: Config, *, on_ready: Callable[[], None] | None = No
         seen: set[str] = set()
         n = 0
         failure = None
+        skipped_noted = False
         try:
             async for block in source.blocks():
                 if stopping:  # a source that swallowed its cancellation still stops here
@@ -573,6 +574,11 @@ async def run_daemon(config: Config, *, on_ready: Callable[[], None] | None = No
                 seen.add(block.stream)
                 if taps:
                     taps.on_block(source, block)
+                if getattr(source, "stream_errors", None) and not skipped_noted:
+                    skipped_noted = True  # a file skipped beside good ones: name it in `missing`
+                    for stream, why in source.stream_errors.items():
+                        if STREAM_TO_MODALITY.get(stream):
+                            pipeline.add_reason(STREAM_TO_MODALITY[stream], f"source {spec}: {why}")
                 arrived = time.perf_counter()
                 if isinstance(block, FrameBlock) and executor is not None:
                     async with lock:
@@ -590,6 +596,7 @@ async def run_daemon(config: Config, *, on_ready: Callable[[], None] | None = No
         except Exception as exc:  # noqa: BLE001 - one failing source must not stop the others
             log.error("source %s failed: %s", spec, _one_line(exc))
             failure = _one_line(exc)
+            failed_sources.append(f"source {spec} failed: {_one_line(exc)}")
             for m in spec_modalities(spec) or {STREAM_TO_MODALITY.get(s) for s in seen}:
                 if m:
                     pipeline.add_reason(m, f"source {spec} failed: {_one_line(exc)}")
@@ -607,6 +614,7 @@ async def run_daemon(config: Config, *, on_ready: Callable[[], None] | None = No
             except (NotImplementedError, RuntimeError):  # not the main thread
                 pass
     stopping = False
+    failed_sources: list[str] = []  # each source that raised, in one line
     tasks = [asyncio.create_task(pump(s), name=f"source {getattr(s, 'spec', '?')}") for s in sources]
     all_done = asyncio.ensure_future(asyncio.gather(*tasks, return_exceptions=True))
     stopper = asyncio.create_task(stop.wait())
@@ -652,6 +660,10 @@ async def run_daemon(config: Config, *, on_ready: Callable[[], None] | None = No
     result.models = {m: e.version for m, e in sorted(estimators.items())}  # loaded (whether fed or not)
     await loop.run_in_executor(None, lambda: publisher.stop(timeout_s=5.0))
     log.info("stopped: %d states published, %d windows", result.states, result.windows)
+    if ended_naturally and len(failed_sources) == len(sources):
+        # nothing is left running because everything failed: a non-zero exit, so a supervisor
+        # (systemd Restart=on-failure) starts it again, rather than "all done"
+        raise EmotionEdgeError(f"nothing can run: every source failed ({'; '.join(failed_sources)})")
     return result
 
 
@@ -770,8 +782,8 @@ def _make_publisher(config: Config) -> Any:
     return StatePublisher(broker_address(m), config.daemon.device_id, topic_prefix=m.topic_prefix,
                           state_dir=state_dir, client_id=m.client_id or None, ca_file=m.ca_file or None,
                           cert_file=m.cert_file or None, key_file=m.key_file or None,
-                          allow_plaintext_remote=m.allow_plaintext_remote,
-                          retained_on_connect=_homeassistant_discovery(config))
+                          allow_plaintext_remote=m.allow_plaintext_remote, protocol=m.protocol,
+                          max_bytes=m.outbox_max_bytes, retained_on_connect=_homeassistant_discovery(config))
 
 
 def _homeassistant_discovery(config: Config) -> list[tuple[str, bytes]]:

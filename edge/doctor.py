@@ -363,6 +363,13 @@ def check_broker(mqtt: Any, timeout_s: float = 5.0, device_id: str | None = None
         address = parse_broker_url(mqtt.broker)
     except ConfigError as exc:
         return [Check(FAIL, "broker", str(exc))]
+    password_file = getattr(mqtt, "password_file", "") or ""
+    if password_file and address.password is None:
+        from edge.config import secret_file_exposure  # noqa: PLC0415
+
+        too_open = secret_file_exposure(Path(password_file).expanduser())
+        if too_open:
+            return [Check(FAIL, f"mqtt password_file {password_file}", f"{too_open}: the daemon refuses it")]
     what = f"broker {address.display}"
     if not address.tls and not is_loopback_host(address.host) and not mqtt.allow_plaintext_remote:
         return [Check(FAIL, what, "plaintext MQTT to a remote host: the daemon refuses it "
@@ -485,7 +492,30 @@ def check_state_dir(state_dir: Path, device_id: str) -> list[Check]:
         else:
             checks.append(Check(OK, f"outbox {device}", detail))
     checks.append(_baselines_check(state_dir, device_id))
+    denied = _denial_check(state_dir, device_id)
+    if denied is not None:
+        checks.append(denied)
     return checks
+
+
+def _denial_check(state_dir: Path, device_id: str) -> Check | None:
+    """The broker's last refusal of this device's states, as the publisher recorded it."""
+    import json  # noqa: PLC0415
+
+    from edge.publish import denial_record_path  # noqa: PLC0415
+
+    path = denial_record_path(state_dir, device_id)
+    try:
+        record = json.loads(path.read_text())
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(record["since_unix"])))
+        detail = (f"broker {record['broker']} refused {record['topic']} for user {record['user']!r} "
+                  f"({record['reason']}) at {when}; the states wait in the outbox. Under "
+                  f"deploy/mosquitto-acl.conf the MQTT username must be the device id")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        detail = f"the broker refused this device's states ({path} unreadable: {exc})"
+    return Check(FAIL, f"mqtt publish {device_id}", detail)
 
 
 def _baselines_check(state_dir: Path, device_id: str) -> Check:

@@ -87,13 +87,58 @@ def describe_daemon_metrics(registry: MetricsRegistry) -> MetricsRegistry:
     return registry
 
 
+REQUEST_TIMEOUT_S = 5.0  # a connection idle (or trickling) this long is closed
+MAX_CONNECTIONS = 8  # connections served at once; more are closed at once (a scraper needs one)
+
+
+class _BoundedHTTPServer(ThreadingHTTPServer):
+    """At most ``MAX_CONNECTIONS`` handler threads; a client that goes away is one DEBUG line."""
+
+    daemon_threads = True
+    request_queue_size = 64  # listen backlog: a burst of scrapers waits, not SYN-dropped (1 s)
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.refused = 0
+
+    def process_request(self, request: object, client_address: object) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refused += 1
+            if self.refused == 1 or self.refused % 1000 == 0:
+                log.warning("metrics: more than %d connections at once; closing the extra ones "
+                            "(%d so far)", MAX_CONNECTIONS, self.refused)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: object, client_address: object) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        import sys  # noqa: PLC0415
+
+        exc = sys.exc_info()[1]
+        # a scraper that hangs up or resets mid-request is not the daemon's problem: no traceback
+        log.debug("metrics: request from %s ended: %s: %s", client_address, type(exc).__name__, exc)
+
+
 class MetricsServer:
-    """``GET /metrics`` on (host, port); port 0 picks a free one (see ``.port``)."""
+    """``GET /metrics`` on (host, port); port 0 picks a free one (see ``.port``).
+
+    Bounded: each connection is closed after ``REQUEST_TIMEOUT_S`` without a whole request, at
+    most ``MAX_CONNECTIONS`` are served at once, and a client that aborts costs one DEBUG line.
+    """
 
     def __init__(self, registry: MetricsRegistry, host: str = "127.0.0.1", port: int = 9108):
         registry_ref = registry
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = REQUEST_TIMEOUT_S  # socket timeout for every read and write
+
             def do_GET(self) -> None:  # noqa: N802 - http.server API
                 if self.path.split("?")[0] != "/metrics":
                     self.send_error(404, "only /metrics here")
@@ -108,8 +153,7 @@ class MetricsServer:
             def log_message(self, fmt: str, *args: object) -> None:
                 log.debug("metrics: " + fmt, *args)
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
+        self._server = _BoundedHTTPServer((host, port), Handler)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True)
 

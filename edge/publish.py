@@ -13,6 +13,16 @@ Delivery of states: :class:`StatePublisher` stores each state in the SQLite outb
 outages, restarts and ``kill -9``. After a crash a subscriber may see a state twice; it drops
 the repeat by ``seq``.
 
+Protocol: MQTT 5 by default, because only its PUBACK carries a reason code. A broker that denies
+a publish (an ACL) answers "Not authorized" (0x87): the state stays in the outbox, one WARNING
+line names the topic and the user, the refusal is recorded in ``mqtt-denied-<device>.json`` in
+the state dir (``emotion-edge doctor`` reports it), and sending is retried with a backoff (5 s
+doubling to 5 min) until the broker accepts. ``mqtt.protocol = "3.1.1"`` serves old brokers,
+with a caveat: a 3.1.1 PUBACK cannot say no, so a state the broker denies is deleted as if it
+had been delivered (mosquitto 2 also drops the connection, which the publisher reports). A
+broker that refuses MQTT 5 at CONNECT (CONNACK "unsupported protocol version", as the embedded
+broker and mosquitto < 1.6 do) gets 3.1.1 on the next attempt, with one INFO line.
+
 Threads: paho's network thread only queues events (connected, disconnected, PUBACK). One
 worker thread owns the in-flight bookkeeping (mid -> seq) and does all state sends and deletes,
 so there is no lock shared with paho's internal locks. ``publish_state`` may be called from any
@@ -37,7 +47,13 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from edge.errors import ConfigError
-from edge.outbox import DEFAULT_MAX_AGE_S, DEFAULT_MAX_ROWS, Outbox
+from edge.outbox import (
+    DEFAULT_MAX_AGE_S,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_ROWS,
+    Outbox,
+    OutboxFullError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +62,16 @@ STATE_SCHEMA_PATH = Path(__file__).with_name("state.schema.json")
 SCHEMA_VERSION = 1
 MODALITY_NAMES = ("face", "eda", "cardiac", "eeg")
 _DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+PROTOCOLS = ("5", "3.1.1")
+_UNSUPPORTED_PROTOCOL = (1, 0x84)  # CONNACK: 3.1.1 return code 1; MQTT 5 reason code 0x84
+_REFUSED_V5: set[str] = set()  # host:port of brokers that refused MQTT 5 (this process)
+_UNDELETED_MAX = 100_000  # acknowledged seqs kept for a retried delete (bounded)
+_DENIED_RETRY_S = (5.0, 300.0)  # backoff after a denied publish: first, ceiling
+
+
+def denial_record_path(state_dir: Path, device_id: str) -> Path:
+    """Where the publisher records a broker's refusal of this device's states (doctor reads it)."""
+    return Path(state_dir) / f"mqtt-denied-{device_id}.json"
 
 
 @dataclass(frozen=True)
@@ -73,21 +99,31 @@ class BrokerAddress:
         return self.display
 
 
-def _redact(url: str) -> str:
-    """The URL with any password replaced, for error messages."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is not None:
-            netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-            return parts._replace(netloc=netloc).geturl()
-    except ValueError:
-        pass
-    return url
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***``, for messages; works on URLs that do not parse.
+
+    Done on the raw text, before any parsing: a password holding ``/``, ``#``, ``?`` or ``[``
+    makes ``urlsplit`` cut the authority short or fail, and the password would be shown whole.
+    The user info runs from ``://`` to the last ``@``; its part after the first ``:`` is hidden.
+    """
+    scheme, sep, rest = str(url).partition("://")
+    if not sep or "@" not in rest:
+        return str(url)
+    creds, _, host = rest.rpartition("@")
+    user, colon, _ = creds.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
+
+
+_redact = redact_url
 
 
 def parse_broker_url(url: str) -> BrokerAddress:
     """``mqtt://[user:pass@]host[:port]`` (port 1883) or ``mqtts://…`` (port 8883)."""
-    shown = _redact(str(url))
+    shown = redact_url(str(url))
+    _, sep, rest = str(url).strip().partition("://")
+    if sep and any(ch in rest.rpartition("@")[0] for ch in "/?#[]"):
+        raise ConfigError(f"broker URL {shown!r}: the user or password holds / ? # [ or ]: "
+                          f"percent-encode them (e.g. / as %2F), or use mqtt.password_file")
     try:
         parts = urlsplit(str(url).strip())
     except ValueError as exc:
@@ -207,9 +243,18 @@ class StatePublisher:
         max_inflight: int = 20,
         max_rows: int = DEFAULT_MAX_ROWS,
         max_age_s: float = DEFAULT_MAX_AGE_S,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        protocol: str = "5",
         retained_on_connect: list[tuple[str, bytes]] | None = None,
     ) -> None:
+        if protocol not in PROTOCOLS:
+            raise ConfigError(f"mqtt protocol {protocol!r}: must be one of {', '.join(PROTOCOLS)}")
         self.address = parse_broker_url(address) if isinstance(address, str) else address
+        # a broker that refused MQTT 5 earlier in this process gets 3.1.1 at once
+        self.protocol = "3.1.1" if self.address.host_port in _REFUSED_V5 else protocol
+        # from the first MQTT 5 CONNECT until the broker has answered it (a refusal of v5 included:
+        # then until the 3.1.1 answer): stop() gives a first connection this long to flush
+        self._negotiating = False
         _check_topic_part("device id", device_id, allow_slash=False)
         _check_topic_part("topic prefix", topic_prefix, allow_slash=True)
         if (
@@ -244,8 +289,13 @@ class StatePublisher:
         self.state_topic = state_topic(topic_prefix, device_id)
         self.status_topic = status_topic(topic_prefix, device_id)
         self.outbox = Outbox(
-            Path(state_dir) / f"outbox-{device_id}.sqlite3", max_rows=max_rows, max_age_s=max_age_s
+            Path(state_dir) / f"outbox-{device_id}.sqlite3",
+            max_rows=max_rows,
+            max_age_s=max_age_s,
+            max_bytes=max_bytes,
         )
+        self.denial_path = denial_record_path(Path(state_dir), device_id)
+        self._denial_recorded = self.denial_path.exists()  # a refusal from an earlier run
         self._events: queue.Queue[tuple] = queue.Queue()
         self._client: Any = None
         self._worker: threading.Thread | None = None
@@ -267,6 +317,13 @@ class StatePublisher:
         # denies our topics (mosquitto drops a 3.1.1 client whose publish it denies)
         self._connected_at = 0.0
         self._quick_drops = 0
+        # publishes the broker refused (MQTT 5 PUBACK reason >= 0x80): worker-thread state
+        self._denied_min_seq: int | None = None
+        self._denied_retry_at = 0.0
+        self._denied_backoff_s = _DENIED_RETRY_S[0]
+        self._denied_logged = False
+        self.denied = 0
+        self.unstored = 0  # states sent without the outbox (it could not store them: disk full)
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -274,14 +331,46 @@ class StatePublisher:
         """Connect in the background (retrying) and start delivering the outbox."""
         if self._client is not None:
             return
+        self._negotiating = self.protocol == "5"
+        self._client = self._make_client(self.protocol)
+        self._worker = threading.Thread(
+            target=self._work, name=f"mqtt-outbox-{self.device_id}", daemon=True
+        )
+        self._worker.start()
+        self._connect(self._client)
+        log.info(
+            "mqtt: connecting to %s as %r (MQTT %s; %d states pending in outbox)",
+            self.address.display,
+            self.client_id,
+            self.protocol,
+            self.outbox.depth(),
+        )
+
+    def _connect(self, client: Any) -> None:
+        if self.protocol == "5":
+            client.connect_async(
+                self.address.host, self.address.port, keepalive=self.keepalive_s, clean_start=True
+            )
+        else:
+            client.connect_async(self.address.host, self.address.port, keepalive=self.keepalive_s)
+        client.loop_start()
+
+    def _make_client(self, protocol: str) -> Any:
         import paho.mqtt.client as mqtt
 
-        client = mqtt.Client(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=mqtt.MQTTv311,
-            clean_session=True,
-        )
+        if protocol == "5":
+            client = mqtt.Client(
+                callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+                client_id=self.client_id,
+                protocol=mqtt.MQTTv5,
+            )
+        else:
+            client = mqtt.Client(
+                callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+                client_id=self.client_id,
+                protocol=mqtt.MQTTv311,
+                clean_session=True,
+            )
         client.max_inflight_messages_set(
             0
         )  # flow control is ours (max_inflight), never paho's queue
@@ -305,19 +394,7 @@ class StatePublisher:
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
         client.on_publish = self._on_publish
-        self._client = client
-        self._worker = threading.Thread(
-            target=self._work, name=f"mqtt-outbox-{self.device_id}", daemon=True
-        )
-        self._worker.start()
-        client.connect_async(self.address.host, self.address.port, keepalive=self.keepalive_s)
-        client.loop_start()
-        log.info(
-            "mqtt: connecting to %s as %r (%d states pending in outbox)",
-            self.address.display,
-            self.client_id,
-            self.outbox.depth(),
-        )
+        return client
 
     def publish_state(self, state: dict) -> int:
         """Store the state (new ``seq``, ``device_id``) durably, then send it; returns the seq."""
@@ -327,7 +404,17 @@ class StatePublisher:
         def payload_for(seq: int) -> bytes:
             return encode_json({**state, "seq": seq, "device_id": self.device_id})
 
-        seq = self.outbox.append(self.state_topic, payload_for)
+        try:
+            seq = self.outbox.append(self.state_topic, payload_for)
+        except OutboxFullError as exc:
+            # the disk is full: the state cannot be kept, but it is still sent live (QoS 1) with
+            # the seq the outbox reserved for it, so subscribers see it while the broker is up
+            seq = exc.seq
+            client = self._client
+            if client is not None and self._connected:
+                client.publish(self.state_topic, payload_for(seq), qos=1)
+            self.unstored += 1
+            return seq
         self._events.put(("new",))
         return seq
 
@@ -346,7 +433,14 @@ class StatePublisher:
         deadline = time.monotonic() + timeout_s
         client = self._client
         if client is not None:
-            while self._connected and self.outbox.depth() > 0 and time.monotonic() < deadline:
+            # a first connection still being negotiated gets at most 1 s of the flush time
+            negotiate_until = min(deadline, time.monotonic() + 1.0)
+            while (
+                (self._connected or (self._negotiating and time.monotonic() < negotiate_until))
+                and self.outbox.depth() > 0
+                and self._denied_min_seq is None  # the broker refuses them: no use waiting
+                and time.monotonic() < deadline
+            ):
                 time.sleep(0.02)
             self._stopping = True
             if self._connected:
@@ -395,6 +489,8 @@ class StatePublisher:
             "published": self._published,
             "acked": self._acked,
             "dropped": self.outbox.dropped,
+            "denied": self.denied,
+            "unstored": self.unstored,
             "modality_dropped": self._modality_dropped,
             "last_publish_latency_ms": self._last_latency_ms,
         }
@@ -405,6 +501,12 @@ class StatePublisher:
         self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any
     ) -> None:
         if reason_code.is_failure:
+            if self.protocol == "5" and reason_code.value in _UNSUPPORTED_PROTOCOL:
+                self._negotiating = True
+                _REFUSED_V5.add(self.address.host_port)  # the next publisher starts with 3.1.1
+                self._events.put(("protocol_refused", str(reason_code)))
+                return
+            self._negotiating = False
             if not self._outage_logged:
                 self._outage_logged = True
                 log.warning(
@@ -416,6 +518,7 @@ class StatePublisher:
                 )
             return
         self._connected_at = time.monotonic()
+        self._negotiating = False
         client.publish(self.status_topic, "online", qos=1, retain=True)
         for topic, payload in self.retained_on_connect:
             client.publish(topic, payload, qos=1, retain=True)
@@ -454,17 +557,23 @@ class StatePublisher:
             )
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        self._negotiating = False
         self._events.put(("connect_failed",))
 
     def _on_publish(
         self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any
     ) -> None:
+        if reason_code is not None and reason_code.is_failure:  # only MQTT 5 can say no
+            self._events.put(("denied", mid, str(reason_code)))
+            return
         self._events.put(("acked", mid, time.monotonic()))
 
     # -- worker thread ------------------------------------------------------------------------
 
     def _work(self) -> None:
         next_prune = time.monotonic() + 60
+        undeleted: list[int] = []  # acknowledged seqs whose delete failed (a full disk): retried
+        delete_failed = False
         while True:
             try:
                 events = [self._events.get(timeout=1.0)]
@@ -489,18 +598,31 @@ class StatePublisher:
                     # paho re-sends what it holds unacknowledged; new rows wait until those are
                     # acknowledged so that subscribers see states in seq order.
                     self._resync = bool(self._inflight)
+                elif kind == "denied":
+                    entry = self._inflight.pop(event[1], None)
+                    if entry is not None:
+                        self._note_denied(entry[0], event[2])
+                elif kind == "protocol_refused":
+                    self._fall_back_to_311(event[1])
                 elif kind == "connect_failed":
                     self._log_unreachable()
                 elif kind == "stop":
                     stop = True
-            if acked_seqs:
-                try:
-                    self.outbox.delete(acked_seqs)
-                except Exception as exc:  # noqa: BLE001 - a delete lost only means a re-send
-                    log.warning(
-                        "outbox %s: could not delete acknowledged rows (%s)", self.outbox.path, exc
-                    )
+            if acked_seqs and self._denial_recorded and self._denied_min_seq is None:
+                self._note_accepted()
+            if acked_seqs or (undeleted and not events):
                 self._acked += len(acked_seqs)
+                undeleted = (undeleted + acked_seqs)[-_UNDELETED_MAX:]
+                try:
+                    self.outbox.delete(undeleted)
+                    undeleted = []
+                    delete_failed = False
+                except Exception as exc:  # noqa: BLE001 - a delete lost only means a re-send
+                    if not delete_failed:
+                        delete_failed = True
+                        log.warning(
+                            "outbox %s: could not delete acknowledged rows (%s); retrying",
+                            self.outbox.path, exc)
             if stop:
                 return
             if not self._inflight:
@@ -510,6 +632,7 @@ class StatePublisher:
                 if time.monotonic() > next_prune:
                     next_prune = time.monotonic() + 60
                     self.outbox.prune_expired()
+                    self.outbox.checkpoint()
             except Exception as exc:  # noqa: BLE001 - the worker must survive; say what broke
                 log.error("mqtt: outbox worker: %s: %s", type(exc).__name__, exc)
                 time.sleep(1.0)
@@ -518,6 +641,13 @@ class StatePublisher:
         """Hand pending rows to paho in seq order, at most ``max_inflight`` unacknowledged."""
         if not self._connected or self._resync or self._client is None or self._stopping:
             return
+        if self._denied_min_seq is not None:
+            # a refused state is retried (with the rows after it) once the in-flight ones have
+            # come back and the backoff has passed: never skipped, never deleted
+            if self._inflight or time.monotonic() < self._denied_retry_at:
+                return
+            self._last_handed_seq = min(self._last_handed_seq, self._denied_min_seq - 1)
+            self._denied_min_seq = None
         room = self.max_inflight - len(self._inflight)
         if room <= 0:
             return
@@ -526,6 +656,61 @@ class StatePublisher:
             self._inflight[info.mid] = (seq, time.monotonic())
             self._last_handed_seq = seq
             self._published += 1
+
+    def _note_denied(self, seq: int, reason: str) -> None:
+        """The broker refused state ``seq``: keep it, say so once, record it, retry later."""
+        self.denied += 1
+        first = self._denied_min_seq is None
+        self._denied_min_seq = seq if first else min(seq, self._denied_min_seq)
+        if not first:
+            return
+        self._denied_retry_at = time.monotonic() + self._denied_backoff_s
+        wait_s = self._denied_backoff_s
+        self._denied_backoff_s = min(self._denied_backoff_s * 2, _DENIED_RETRY_S[1])
+        user = self.address.username or "(anonymous)"
+        self._denial_recorded = True
+        if not self._denied_logged:
+            self._denied_logged = True
+            log.warning(
+                "mqtt: broker %s refused %s for user %r (%s); states kept in outbox (%d pending), "
+                "retrying every %g s or more (deploy/mosquitto-acl.conf expects the username to "
+                "be the device id)",
+                self.address.host_port, self.state_topic, user, reason, self.outbox.depth(), wait_s)
+        try:
+            write_atomic(self.denial_path, json.dumps({
+                "topic": self.state_topic, "user": user, "reason": reason,
+                "broker": self.address.display, "since_unix": time.time()}).encode())
+        except OSError as exc:
+            log.debug("mqtt: cannot record the refusal in %s (%s)", self.denial_path, exc)
+
+    def _note_accepted(self) -> None:
+        self._denied_logged = False
+        self._denial_recorded = False
+        self._denied_backoff_s = _DENIED_RETRY_S[0]
+        log.info("mqtt: broker %s now accepts %s", self.address.host_port, self.state_topic)
+        try:
+            self.denial_path.unlink()
+        except OSError:
+            pass
+
+    def _fall_back_to_311(self, reason: str) -> None:
+        """The broker refused MQTT 5 at CONNECT: use 3.1.1 from now on (a new paho client)."""
+        if self.protocol != "5" or self._stopping:
+            return
+        log.info(
+            "mqtt: broker %s does not speak MQTT 5 (%s); using MQTT 3.1.1, under which a "
+            "publish the broker denies cannot be told from a delivered one",
+            self.address.host_port, reason)
+        old = self._client
+        self.protocol = "3.1.1"
+        _REFUSED_V5.add(self.address.host_port)
+        if old is not None:
+            old.loop_stop()
+            old.disconnect()
+        self._inflight.clear()
+        self._last_handed_seq = -1
+        self._client = self._make_client(self.protocol)
+        self._connect(self._client)
 
     def _log_unreachable(self) -> None:
         if self._outage_logged or self._stopping:
@@ -537,6 +722,20 @@ class StatePublisher:
             unreachable_reason(self.address),
             self.outbox.depth(),
         )
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename (never half-written)."""
+    import os  # noqa: PLC0415
+
+    tmp = Path(path).with_name(f".{Path(path).name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
 
 
 def unreachable_reason(address: BrokerAddress, timeout_s: float = 2.0) -> str:

@@ -205,7 +205,8 @@ class E4Replay(Source):
         if "eda" in streams and not (self.folder / "EDA.csv").exists():
             raise SourceError(f"source {self.spec!r}: no EDA.csv in {self.folder} (not an E4 export folder?)")
         self.speed = speed
-        present = [s for s in streams if (self.folder / _E4_FILES[s]).exists()]
+        self.stream_errors: dict[str, str] = {}  # stream -> why its file was left out (named in `missing`)
+        present = [s for s in streams if (self.folder / _E4_FILES[s]).is_file()]
         if not present:
             raise SourceError(f"source {self.spec!r}: none of {', '.join(_E4_FILES[s] for s in streams)} "
                               f"in {self.folder}")
@@ -221,6 +222,7 @@ class E4Replay(Source):
                     e4_csv.read_e4_signal_header(path, error=SourceError)
             except SourceError as exc:
                 problems.append(str(exc))
+                self.stream_errors[stream] = str(exc)
                 continue
             kept.append(stream)
         if not kept and problems:

@@ -154,10 +154,26 @@ def test_live_camera_that_stops_is_reopened_with_backoff_without_blocking_the_lo
     assert not source._thread.is_alive()  # closing stopped the capture thread
 
 
-def test_a_live_camera_that_never_opens_is_an_error():
+def test_a_live_camera_absent_at_start_is_retried_with_backoff_and_said_once(caplog):
+    """Issue 15: a camera not plugged in yet is retried like a lost one, not given up on."""
     source = CameraSource("97", None)  # no /dev/video97
-    with pytest.raises(SourceError, match="cannot open camera 97"):
-        collect(source)
+    caplog.set_level(logging.INFO, logger="firmware_bridge.transports.camera")
+
+    async def run():
+        gen = source.blocks()
+        task = asyncio.ensure_future(gen.__anext__())
+        await asyncio.sleep(2.5)  # the first attempt and two backoff rounds (1 s, 2 s)
+        still_trying = not task.done()
+        await source.close()
+        try:
+            await asyncio.wait_for(task, 5)
+        except StopAsyncIteration:
+            pass
+        return still_trying
+
+    assert asyncio.run(run())
+    lines = [r.getMessage() for r in caplog.records if "cannot open camera 97" in r.getMessage()]
+    assert len(lines) == 1 and "retrying" in lines[0], lines
 
 
 def test_without_opencv_a_camera_source_says_what_to_install_and_the_rest_runs(clip, tmp_path, mqtt_broker):
@@ -185,3 +201,4 @@ def test_without_opencv_a_camera_source_says_what_to_install_and_the_rest_runs(c
     assert "pip install 'emotion-edge[camera]'" in errors[0]
     assert states and all("eeg" in s["modalities"] for s in states), states[-1:]
     assert "emotion-edge[camera]" in states[-1]["missing_reasons"]["face"], states[-1]
+

@@ -112,6 +112,7 @@ def test_broker_credentials_come_from_file_or_environment_not_the_url(tmp_path, 
 
     secret = tmp_path / "pw"
     secret.write_text("from-file\n")
+    secret.chmod(0o600)
     monkeypatch.setenv("EMOTION_EDGE_MQTT_PASSWORD", "from-env")
     base = {"mqtt.broker": "mqtt://127.0.0.1:1883", "mqtt.username": "dev1"}
     assert broker_address(load_config(None, base).mqtt).password == "from-env"

@@ -144,10 +144,33 @@ def test_rows_survive_kill_minus_9(tmp_path):
     box.close()
 
 
-def test_a_file_that_is_not_a_database_is_refused_with_its_name(tmp_path):
-    from edge.errors import ConfigError
-
+def test_a_file_that_is_not_a_database_is_moved_aside_with_its_name(tmp_path, caplog):
     path = tmp_path / "broken.sqlite3"
     path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(ConfigError, match="broken.sqlite3"):
-        Outbox(path)
+    with caplog.at_level(logging.WARNING, logger="edge.outbox"):
+        box = Outbox(path)
+    assert box.append("t", _payload) == 0
+    [aside] = box.moved_aside
+    assert aside.read_bytes() == b"this is not sqlite" * 100
+    assert any(str(aside) in r.getMessage() for r in caplog.records)
+    box.close()
+
+
+def test_a_truncated_outbox_keeps_its_readable_states_and_never_reuses_a_seq(tmp_path):
+    path = tmp_path / "o.sqlite3"
+    box = Outbox(path)
+    pad = "x" * 900
+    for _ in range(300):
+        box.append("t", lambda s: f'{{"seq":{s},"pad":"{pad}"}}'.encode())
+    box.close()
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.truncate(int(size * 0.8) // 4096 * 4096)  # the last fifth of the file lost
+    again = Outbox(path)
+    kept = again.pending(-1, 1000)
+    assert 100 < len(kept) < 300, len(kept)
+    assert [seq for seq, _, _ in kept] == list(range(len(kept)))  # a prefix, in order, intact
+    assert all(payload.startswith(f'{{"seq":{seq},'.encode()) for seq, _, payload in kept)
+    assert again.append("t", _payload) > 299
+    assert again.moved_aside[0].stat().st_size == int(size * 0.8) // 4096 * 4096
+    again.close()

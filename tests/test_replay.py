@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import asyncio
 import datetime as dt
 import time
@@ -104,11 +106,22 @@ def test_e4_missing_folder_or_eda_is_a_one_line_error(tmp_path):
         open_source(f"replay:e4:{tmp_path / 'S95'}", None)
 
 
-def test_e4_malformed_file_is_reported_with_its_name(tmp_path):
+def test_e4_malformed_file_is_reported_with_its_name_and_the_good_ones_replay(tmp_path, caplog):
     write_e4_folder(tmp_path / "S94")
     (tmp_path / "S94" / "EDA.csv").write_text(f"{E4_START}\n4.0\n1.0\nbanana\n")
+    caplog.set_level(logging.ERROR, logger="firmware_bridge.replay")
+    source, blocks = collect(f"replay:e4:{tmp_path / 'S94'}")
+    assert [r.getMessage() for r in caplog.records if "EDA.csv" in r.getMessage()]
+    assert "eda" in source.stream_errors and "EDA.csv" in source.stream_errors["eda"]
+    assert blocks and "eda" not in {b.stream for b in blocks}
+
+
+def test_e4_folder_with_no_usable_file_is_an_error_naming_it(tmp_path):
+    folder = tmp_path / "S95"
+    folder.mkdir()
+    (folder / "EDA.csv").write_text(f"{E4_START}\n4.0\n1.0\nbanana\n")
     with pytest.raises(SourceError, match="EDA.csv"):
-        collect(f"replay:e4:{tmp_path / 'S94'}")
+        collect(f"replay:e4:{folder}?streams=eda")
 
 
 def test_e4_replay_of_a_real_session(shared_data):

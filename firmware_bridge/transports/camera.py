@@ -167,6 +167,7 @@ class CameraSource(Source):
     def _read_live(self, cv2: Any, push: Any, credits: threading.Semaphore) -> None:
         backoff = Backoff(initial_s=1.0, max_s=30.0)
         opened_once = False
+        failed_logged = False
         step_s = 1.0 / self.fps
         try:
             while not self._stop.is_set():
@@ -174,9 +175,15 @@ class CameraSource(Source):
                 delivered = False
                 try:
                     if not cap.isOpened():
-                        if not opened_once:
-                            push(self._open_error(cv2))
+                        error = self._open_error(cv2)
+                        if "GStreamer" in str(error) and "without" in str(error):
+                            push(error)  # this OpenCV can never open it: no retry helps
                             return
+                        if not opened_once and not failed_logged:
+                            # a camera not plugged in yet is retried like a lost one (same backoff)
+                            failed_logged = True
+                            log.warning("%s; retrying (%.0f s doubling to %.0f s)", error,
+                                        backoff.initial_s, backoff.max_s)
                     else:
                         if opened_once:
                             self.stats.reconnects += 1
@@ -206,8 +213,9 @@ class CameraSource(Source):
                 if self._stop.is_set():
                     break
                 delay = backoff.next_delay_s()
-                log.warning("%s: camera %s; reopening in %.1f s", self.spec,
-                            "stopped delivering frames" if delivered else "unavailable", delay)
+                if opened_once:
+                    log.warning("%s: camera %s; reopening in %.1f s", self.spec,
+                                "stopped delivering frames" if delivered else "unavailable", delay)
                 self._stop.wait(delay)
         finally:
             push(_END)
