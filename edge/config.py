@@ -468,16 +468,16 @@ def broker_address(mqtt: MqttConfig) -> Any:
     username = address.username or mqtt.username or None
     password = address.password
     if password is None and mqtt.password_file:
-        too_open = secret_file_exposure(Path(mqtt.password_file).expanduser())
-        if too_open:
-            raise ConfigError(f"config: mqtt.password_file: {mqtt.password_file} is {too_open}")
-        try:
+        try:  # read first: a FIFO or a huge file is refused before anything else is said of it
             lines = read_small_text(Path(mqtt.password_file).expanduser(), limits.MAX_SMALL_FILE_BYTES).splitlines()
         except OSError as exc:
             raise ConfigError(f"config: mqtt.password_file: cannot read {mqtt.password_file} "
                               f"({exc.strerror or exc})") from None
         except ValueError as exc:  # a FIFO would block the start for good; not UTF-8; too large
             raise ConfigError(f"config: mqtt.password_file: {mqtt.password_file} {exc}") from None
+        too_open = secret_file_exposure(Path(mqtt.password_file).expanduser())
+        if too_open:
+            raise ConfigError(f"config: mqtt.password_file: {mqtt.password_file} is {too_open}")
         password = lines[0] if lines else ""
     if password is None:
         password = os.environ.get(PASSWORD_ENV)

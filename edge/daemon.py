@@ -566,7 +566,7 @@ async def run_daemon(config: Config, *, on_ready: Callable[[], None] | None = No
         seen: set[str] = set()
         n = 0
         failure = None
-        skipped_noted = False
+        errors_noted = 0
         try:
             async for block in source.blocks():
                 if stopping:  # a source that swallowed its cancellation still stops here
@@ -574,9 +574,10 @@ async def run_daemon(config: Config, *, on_ready: Callable[[], None] | None = No
                 seen.add(block.stream)
                 if taps:
                     taps.on_block(source, block)
-                if getattr(source, "stream_errors", None) and not skipped_noted:
-                    skipped_noted = True  # a file skipped beside good ones: name it in `missing`
-                    for stream, why in source.stream_errors.items():
+                stream_errors = getattr(source, "stream_errors", None)
+                if stream_errors and len(stream_errors) > errors_noted:
+                    errors_noted = len(stream_errors)  # a file left out beside good ones: name it in `missing`
+                    for stream, why in list(stream_errors.items()):
                         if STREAM_TO_MODALITY.get(stream):
                             pipeline.add_reason(STREAM_TO_MODALITY[stream], f"source {spec}: {why}")
                 arrived = time.perf_counter()

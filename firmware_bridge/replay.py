@@ -57,14 +57,23 @@ class StreamCursor:
     so the event loop and SIGTERM stay responsive); ``cut`` turns a piece into time-ordered blocks.
     """
 
-    def __init__(self, chunks: Iterator[Any], cut: Callable[[Any], list[SampleBlock]]):
+    def __init__(self, chunks: Iterator[Any], cut: Callable[[Any], list[SampleBlock]],
+                 on_error: Callable[[SourceError], None] | None = None):
         self._chunks = chunks
         self._cut = cut
         self._blocks: collections.deque[SampleBlock] = collections.deque()
+        # a bad row found mid-file: with on_error this stream ends there (told once), the others go on
+        self._on_error = on_error
 
     async def next_block(self) -> SampleBlock | None:
         while not self._blocks:
-            chunk = await asyncio.to_thread(next, self._chunks, None)
+            try:
+                chunk = await asyncio.to_thread(next, self._chunks, None)
+            except SourceError as exc:
+                if self._on_error is None:
+                    raise
+                self._on_error(exc)
+                return None
             if chunk is None:
                 return None
             self._blocks.extend(self._cut(chunk))
@@ -116,8 +125,8 @@ def _then_end(chunks: Iterator[Any]) -> Iterator[Any]:
 
 
 def regular_cursor(chunks: Iterator[np.ndarray], stream: str, channels: tuple[str, ...], start_unix: float,
-                   rate_hz: float, source: str) -> StreamCursor:
-    return StreamCursor(_then_end(chunks), RegularCutter(stream, channels, start_unix, rate_hz, source))
+                   rate_hz: float, source: str, on_error: Callable[[SourceError], None] | None = None) -> StreamCursor:
+    return StreamCursor(_then_end(chunks), RegularCutter(stream, channels, start_unix, rate_hz, source), on_error)
 
 
 def event_cutter(stream: str, channels: tuple[str, ...], start_unix: float,
@@ -245,14 +254,19 @@ class E4Replay(Source):
         out: list[StreamCursor] = []
         for stream in self.streams:
             path = self.folder / _E4_FILES[stream]
+
+            def failed(exc: SourceError, stream: str = stream) -> None:
+                log.error("source %s: %s; the other files go on", self.spec, exc)
+                self.stream_errors[stream] = str(exc)
+
             if stream == "ibi":
                 start, beats = e4_csv.iter_e4_ibi(path, error=SourceError)
                 chunks = ((start + offsets, (ibi_s * 1000.0).astype(np.float32)[:, None]) for offsets, ibi_s in beats)
-                out.append(StreamCursor(chunks, event_cutter("ibi", ("IBI",), start, self.spec)))
+                out.append(StreamCursor(chunks, event_cutter("ibi", ("IBI",), start, self.spec), failed))
             else:
                 header, samples = e4_csv.iter_e4_signal(path, error=SourceError)
                 out.append(regular_cursor((c.astype(np.float32) for c in samples), stream, (stream.upper(),),
-                                          header.start_unix, header.rate_hz, self.spec))
+                                          header.start_unix, header.rate_hz, self.spec, failed))
         return out
 
     async def blocks(self) -> AsyncIterator[SampleBlock]:
@@ -260,6 +274,8 @@ class E4Replay(Source):
         log.info("%s: replaying %s", self.spec, ", ".join(self.streams) or "nothing")
         async for block in replay_blocks(self, cursors, self.speed):
             yield block
+        if self.streams and all(stream in self.stream_errors for stream in self.streams):
+            raise SourceError(f"source {self.spec!r}: {self.stream_errors[self.streams[0]]}")
 
 
 # --- WFDB ------------------------------------------------------------------------------------------

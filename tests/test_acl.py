@@ -292,3 +292,27 @@ def test_only_states_status_and_model_outputs_leave_the_device(acl_broker, tmp_p
                 assert set(body) <= {"seq", "ts", "modality", "quality", "outputs", "model_version"}, body
     finally:
         dashboard.close()
+
+
+def test_the_daemon_announces_itself_to_home_assistant_under_the_acl(acl_broker, tmp_path):
+    """The shipped ACL lets a device write its own discovery configs (and no other device's)."""
+    from edge.homeassistant import discovery_configs
+
+    collector = harness.StateCollector(acl_broker.host, acl_broker.port, "dev1", username="dashboard",
+                                       password=PASSWORDS["dashboard"], persistent=False, topic="homeassistant/#")
+    dev2 = Client(acl_broker, "dev2")
+    try:
+        url = f"mqtt://dev1:{PASSWORDS['dev1']}@{acl_broker.host}:{acl_broker.port}"
+        proc = run_cli("run", "--homeassistant", "--source", "simulate:duration=30,streams=eeg", "--speed", "max",
+                       "--broker", url, "--device-id", "dev1", "--state-dir", str(tmp_path / "state"), timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        expected = set(discovery_configs("dev1", topic_prefix="emotion-edge"))
+        assert collector.wait_for(lambda c: {t for t, _, _ in c.messages} >= expected, 15)
+        assert harness.outbox_depth(tmp_path / "state", "dev1") == 0
+        forged = _token("forged config")
+        dev2.attempt(next(iter(expected)), forged)  # another device may not overwrite dev1's entities
+        time.sleep(0.5)
+        assert not any(p == forged for _, p, _ in collector.messages)
+    finally:
+        collector.close()
+        dev2.close()

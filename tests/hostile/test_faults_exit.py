@@ -54,7 +54,7 @@ def test_when_every_source_has_failed_the_exit_is_not_zero(tmp_path):
         code, err = run(["--source", f"replay:e4:{folder}", "--speed", "max"], tmp_path, "all-failed")
     assert code != 0, err[-2000:]
     last = err.strip().splitlines()[-1]
-    assert "every source failed" in last and "EDA.csv" in last, err[-2000:]
+    assert "nothing can run" in last and "EDA.csv" in last, err[-2000:]
     assert "Traceback" not in err
 
 
