@@ -1,9 +1,15 @@
 """``emotion-edge listen``: subscribe to published states (and status) and show them live.
 
-One line per state (time, device, seq, label, valence, arousal, stress, confidence, each
-modality's quality/weight, what is missing), or with ``--json`` each state exactly as received,
+One line per state (time, device, seq, label and its confidence, valence, arousal, stress,
+confidence, each modality's quality/weight, what is missing and in short why), or with
+``--json`` each state exactly as received,
 one JSON object per line (status changes then go to the log on stderr, so stdout stays JSON).
 When the broker goes away it says so in one line and reconnects.
+
+One clock per table: a state row's time is the state's ``ts``, on the source's clock (a
+replayed recording's, or the simulator's), never the wall clock; status rows (online/offline)
+have no source time and leave the time column empty. A dimension no modality informs
+(schema 2: ``null``) shows as ``-``.
 """
 
 from __future__ import annotations
@@ -26,12 +32,14 @@ log = logging.getLogger(__name__)
 DEFAULT_BROKER_URL = "mqtt://127.0.0.1:1883"
 
 _HEADER = (
-    f"{'time':8}  {'device':14} {'seq':>7}  {'label':10} {'val':>6} {'aro':>6} {'stress':>6} "
+    f"{'time':8}  {'device':14} {'seq':>7}  {'label':10} {'sure':>4} {'val':>6} {'aro':>6} {'stress':>6} "
     f"{'conf':>5}  modalities (quality/weight)  missing"
 )
 
 
 def _num(value: Any, fmt: str) -> str:
+    if value is None:
+        return "-"  # a dimension with no evidence (null), not a missing field
     return (
         format(value, fmt)
         if isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -39,8 +47,17 @@ def _num(value: Any, fmt: str) -> str:
     )
 
 
+def short_reason(reason: str, limit: int = 16) -> str:
+    """A missing modality's reason in a few words: ``warming up``, ``stale 31 s``, ``no face in view``."""
+    text = str(reason)
+    if text.startswith("stale: last estimate "):
+        return "stale " + text[len("stale: last estimate "):].split(" old")[0]
+    head = text.split(":")[0].split(" (")[0].split(";")[0].strip()
+    return head if len(head) <= limit else head[: limit - 1] + "…"
+
+
 def format_state_line(state: dict, repeat: bool = False) -> str:
-    """One readable line for a state (fields that are absent show as ``?``)."""
+    """One readable line for a state (fields that are absent show as ``?``, null dimensions as ``-``)."""
     ts = state.get("ts")
     when = time.strftime("%H:%M:%S", time.localtime(ts)) if isinstance(ts, (int, float)) else "?"
     modalities = state.get("modalities") if isinstance(state.get("modalities"), dict) else {}
@@ -53,11 +70,12 @@ def format_state_line(state: dict, repeat: bool = False) -> str:
     reasons = state.get("missing_reasons") if isinstance(state.get("missing_reasons"), dict) else {}
     missing = state.get("missing") if isinstance(state.get("missing"), list) else []
     missing_text = ", ".join(
-        f"{name} ({reasons[name]})" if name in reasons else str(name) for name in missing
+        f"{name} ({short_reason(reasons[name])})" if name in reasons else str(name) for name in missing
     )
     line = (
         f"{when:8}  {str(state.get('device_id', '?'))[:14]:14} {_num(state.get('seq'), 'd'):>7}  "
-        f"{str(state.get('label', '?'))[:10]:10} {_num(state.get('valence'), '+.2f'):>6} "
+        f"{str(state.get('label', '?'))[:10]:10} {_num(state.get('label_confidence'), '.2f')[-4:]:>4} "
+        f"{_num(state.get('valence'), '+.2f'):>6} "
         f"{_num(state.get('arousal'), '+.2f'):>6} {_num(state.get('stress'), '.2f'):>6} "
         f"{_num(state.get('confidence'), '.2f'):>5}  "
         f"{' | '.join(parts) or '-':27}  {missing_text or '-'}"
@@ -172,7 +190,7 @@ def listen(
                         log.info("%s is %s%s", device, text, " (retained)" if retained else "")
                     else:
                         print(
-                            f"{time.strftime('%H:%M:%S')}  {device[:14]:14} status {text}"
+                            f"{'':8}  {device[:14]:14} status {text}"
                             f"{' (retained)' if retained else ''}",
                             file=out,
                             flush=True,

@@ -52,7 +52,8 @@ def test_estimate_has_the_contract_fields_in_range(signals, modality, stream):
     assert e.model_version == TFLiteModel(modality).version
     if modality == "eeg":
         assert -1 <= e.valence <= 1 and -1 <= e.arousal <= 1 and e.stress is None
-        assert set(e.outputs) == {"valence", "arousal"}
+        assert set(e.outputs) == {"valence", "arousal", "valence_absolute", "arousal_absolute"}
+        assert e.valence == pytest.approx(0.0, abs=1e-6)  # the first window is its own baseline: no change yet
     else:
         assert 0 <= e.stress <= 1 and e.outputs["stress"] == pytest.approx(e.stress, abs=1e-3)
 
