@@ -102,6 +102,7 @@ class FusionConfig:
     stress_threshold: float = 0.6  # label "stressed" at or above this fused stress
     calm_threshold: float = 0.3  # without a valence source: label "calm" below this fused stress
     neutral_radius: float = 0.25  # label "neutral" inside this V/A radius
+    negative_valence: float = 0.2  # "sad"/"tense" need a valence below minus this
     min_dimension_confidence: float = 0.15  # a dimension below this confidence does not choose the label
     uncertain_below: float = 0.3  # label "uncertain" when the best label's confidence is below this
     label_hysteresis: float = 0.1  # the evidence must cross a label's border by this much to change it
@@ -274,6 +275,7 @@ def validate(config: Config) -> Config:
     _check_unit("fusion.stress_threshold", f.stress_threshold)
     _check_positive("fusion.neutral_radius", f.neutral_radius, allow_zero=True)
     _check_unit("fusion.calm_threshold", f.calm_threshold)
+    _check_unit("fusion.negative_valence", f.negative_valence)
     if f.calm_threshold > f.stress_threshold:
         raise ConfigError(f"config: fusion.calm_threshold: must be <= fusion.stress_threshold "
                           f"({f.stress_threshold:g}), got {f.calm_threshold:g}")

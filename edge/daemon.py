@@ -103,6 +103,7 @@ def fusion_params(fusion: FusionConfig) -> FusionParams:
     return FusionParams(reliability={m: fusion.reliability.for_modality(m) for m in MODALITIES},
                         smoothing_tau_s=fusion.smoothing_tau_s, stress_threshold=fusion.stress_threshold,
                         calm_threshold=fusion.calm_threshold, neutral_radius=fusion.neutral_radius,
+                        negative_valence=fusion.negative_valence,
                         min_dimension_confidence=fusion.min_dimension_confidence,
                         uncertain_below=fusion.uncertain_below, label_hysteresis=fusion.label_hysteresis,
                         confirm_s=fusion.confirm_s, min_dwell_s=fusion.min_dwell_s)

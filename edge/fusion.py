@@ -50,8 +50,10 @@ is ``null`` with ``valence_confidence`` 0, never 0.0.
 
    - stress informed and ``stress >= stress_threshold`` -> ``stressed``;
    - valence and arousal informed (face, eeg): ``neutral`` inside ``neutral_radius`` of the
-     origin, else by circumplex quadrant: V >= 0, A >= 0 -> ``excited`` if A >= V else
-     ``happy``; V < 0, A >= 0 -> ``tense``; V < 0, A < 0 -> ``sad``; V >= 0, A < 0 -> ``calm``;
+     origin, else by circumplex quadrant, where a negative label needs a clearly negative
+     valence (V < -``negative_valence``; a valence near 0 is no reason to say ``sad``):
+     A >= 0: ``tense`` if V < -negative_valence, else ``happy`` if V > A, else ``excited``;
+     A < 0: ``sad`` if V < -negative_valence, else ``calm``;
    - stress informed but not valence (physiology only): ``calm`` below ``calm_threshold``,
      else ``neutral``; never ``sad``, ``happy``, ``tense`` or ``excited``;
    - arousal alone: ``calm`` below ``-neutral_radius``, else ``neutral``;
@@ -65,7 +67,9 @@ is ``null`` with ``valence_confidence`` 0, never 0.0.
 6. ``LabelHolder`` makes labels stable (source clock): hysteresis, the current label's margin
    counts ``label_hysteresis`` more, so the evidence must move that far past a border before the
    label changes; confirmation, a new label must win for ``confirm_s`` in a row; dwell, a label
-   stays at least ``min_dwell_s`` once shown. The first state's label is shown at once, and so
+   stays at least ``min_dwell_s`` once shown, unless the evidence is decisively against it (its
+   margin below ``-(MARGIN_SCALE + label_hysteresis)``, label confidence 0): then it goes after
+   ``confirm_s``, so a clear change is never held back for the whole dwell. The first state's label is shown at once, and so
    is any change forced because the evidence a held label rests on is gone (a ``sad`` whose
    valence source went away becomes what the remaining evidence says at once).
 """
@@ -154,6 +158,7 @@ class FusionParams:
     stress_threshold: float = 0.6
     calm_threshold: float = 0.3
     neutral_radius: float = 0.25
+    negative_valence: float = 0.2
     min_dimension_confidence: float = 0.15
     uncertain_below: float = 0.3
     label_hysteresis: float = 0.05
@@ -332,8 +337,9 @@ def label_margins(state: FusedState, params: FusionParams) -> dict[str, tuple[fl
         dims = ("valence", "arousal")
         out["neutral"] = (min(-outside, not_stressed), dims)
         diagonal = (v - a) / math.sqrt(2.0)
-        for label, margin in (("happy", min(a, diagonal)), ("excited", min(v, -diagonal)), ("tense", min(-v, a)),
-                              ("sad", min(-v, -a)), ("calm", min(v, -a))):
+        negative = -v - params.negative_valence  # > 0: clearly negative valence
+        for label, margin in (("happy", min(a, diagonal)), ("excited", min(-negative, -diagonal)),
+                              ("tense", min(negative, a)), ("sad", min(negative, -a)), ("calm", min(-negative, -a))):
             out[label] = (min(outside, margin, not_stressed), dims)
     elif s is not None:
         out["calm"] = (params.calm_threshold - s, ("stress",))
@@ -403,6 +409,13 @@ class LabelHolder:
     def reset(self) -> None:
         self.label, self.since, self._pending, self._pending_since, self._last_ts = None, -math.inf, None, math.inf, None
 
+    def _contradicted(self, state: FusedState) -> bool:
+        """The held label is decisively outside the evidence (its margin below -MARGIN_SCALE - hysteresis)."""
+        margins = label_margins(state, self.params)
+        if self.label not in margins:
+            return self.label == "uncertain" and bool(margins)  # the evidence is back
+        return margins[self.label][0] + self.params.label_hysteresis <= -MARGIN_SCALE
+
     def __call__(self, state: FusedState) -> FusedState:
         if self._last_ts is not None and state.ts_unix < self._last_ts:
             self.reset()  # the source clock went back (a new recording): start over
@@ -417,7 +430,9 @@ class LabelHolder:
         else:
             if candidate != self._pending:
                 self._pending, self._pending_since = candidate, t
-            if t - self._pending_since >= self.params.confirm_s - 1e-9 and t - self.since >= self.params.min_dwell_s - 1e-9:
+            confirmed = t - self._pending_since >= self.params.confirm_s - 1e-9
+            dwelt = t - self.since >= self.params.min_dwell_s - 1e-9
+            if confirmed and (dwelt or self._contradicted(state)):
                 self.label, self.since, self._pending = candidate, t, None
         if self.label != candidate:  # holding on: the held label's own confidence, which the evidence now doubts
             margins = label_margins(state, self.params)

@@ -95,13 +95,15 @@ def listen(
     on_ready: Callable[[], None] | None = None,
     validate: bool = False,
     ca_file: str | None = None,
+    show: Callable[[dict], bool] | None = None,
 ) -> int:
     """Print states from ``<prefix>/<device_id>/state`` until ``count`` states or ``duration_s``.
 
     ``on_ready`` is called once, when the first subscription is acknowledged (so a caller knows
     that states published from now on will be seen). ``validate`` logs each state's schema
     problems (needs jsonschema); ``ca_file`` is the CA for an ``mqtts://`` broker (else the
-    system's). Returns the number of states received.
+    system's). ``show`` (table only) decides which states get a row (default: all). Returns the
+    number of states received.
     """
     import paho.mqtt.client as mqtt
 
@@ -214,7 +216,7 @@ def listen(
                 if as_json:
                     out.write(payload.decode("utf-8", "replace").rstrip("\n") + "\n")
                     out.flush()
-                else:
+                elif show is None or show(state):
                     print(format_state_line(state, repeat), file=out, flush=True)
                 if validator is not None:
                     for problem in validator(state):

@@ -191,6 +191,8 @@ def test_label_rule():
     assert choose_label(constructed(0, -0.5, 0.5, 0.3), p)[0] == "tense"
     assert choose_label(constructed(0, -0.5, -0.5, 0.1), p)[0] == "sad"
     assert choose_label(constructed(0, 0.5, -0.5, 0.1), p)[0] == "calm"
+    assert choose_label(constructed(0, -0.1, -0.5, 0.1), p)[0] == "calm"  # a valence near 0 is not "sad"
+    assert choose_label(constructed(0, -0.1, 0.5, 0.3), p)[0] == "excited"  # ... nor "tense"
     # physiology only (no valence): stressed / neutral / calm, never a valence label
     assert choose_label(constructed(0, None, 0.6, 0.8), p)[0] == "stressed"
     assert choose_label(constructed(0, None, 0.0, 0.45), p)[0] == "neutral"
