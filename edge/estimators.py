@@ -23,7 +23,8 @@ EEG is read against the wearer's own trailing baseline too, but on the model's *
 eeg model (trained on DEAP with no baseline input) gives an absolute valence/arousal whose
 offset differs from person to person and headset to headset (frontal alpha asymmetry has a
 large, stable individual offset). The estimate's valence/arousal are the outputs minus their
-mean over the trailing ``EEG_BASELINE_SPAN_S`` of usable windows (the model's absolute values stay
+mean over the trailing ``EEG_BASELINE_SPAN_S`` of usable windows (the "now" being the mean of
+the last ``EEG_AVERAGE_S``, since one 4-s window is noisy) (the model's absolute values stay
 in ``outputs`` as ``valence_absolute``/``arousal_absolute``). A long stretch in one state thus
 drifts towards 0 (the new normal): eeg reports change against the wearer's recent past, not a
 level. The baseline is saved and resumed across restarts like eda/cardiac's
@@ -33,6 +34,7 @@ a neutral face).
 
 from __future__ import annotations
 
+import collections
 import logging
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -260,6 +262,9 @@ class CardiacEstimator(Estimator):
 EEG_BASELINE_SPAN_S = TRAILING_SPAN_S  # eeg outputs are read against their mean over this trailing span
 EEG_BASELINE_FULL_S = 60.0  # eeg's confidence reaches full once its baseline holds this much signal
 EEG_BASELINE_QUALITY_MIN = 0.5  # windows below this quality do not join the baseline
+# A 4-s window's valence swings by about +-0.6 around its level (simulated and DEAP alike), so the
+# reading is the mean of the usable windows of the last EEG_AVERAGE_S (10 windows at a 2-s hop).
+EEG_AVERAGE_S = 20.0
 
 
 class EegEstimator(Estimator):
@@ -271,18 +276,40 @@ class EegEstimator(Estimator):
 
         self._analyse = eeg.eeg_quality_and_features
         self._baseline_span_s = EEG_BASELINE_SPAN_S  # on the model's 2 outputs, not on its features
+        self._recent: collections.deque[tuple[float, float, float]] = collections.deque()  # (end, v, a), last EEG_AVERAGE_S
 
     def _baseline_width(self) -> int:
         return 2  # valence, arousal
+
+    def restore_baselines(self, states: Mapping[str, Any]) -> int:
+        """Resume the saved baseline, and the last ``EEG_AVERAGE_S`` of readings from its newest rows."""
+        n = super().restore_baselines(states)
+        baseline = self._baselines.get("eeg")
+        self._recent.clear()
+        if baseline is not None and len(baseline):
+            saved = baseline.state()
+            newest = saved["ends"][-1]
+            self._recent.extend((t, v, a) for t, (v, a) in zip(saved["ends"], saved["rows"]) if t > newest - EEG_AVERAGE_S)
+        return n
 
     def relative_to_baseline(self, end_unix: float, valence: float, arousal: float, quality: float) -> tuple[float, float, float]:
         """(valence, arousal) minus their trailing means, and how full the baseline is (0-1]."""
         baseline = self._baselines.get("eeg")
         if baseline is None:
             baseline = self._baselines["eeg"] = TrailingBaseline(self._baseline_span_s)
-        row = baseline.model_input(end_unix, np.array([valence, arousal]), usable=quality >= EEG_BASELINE_QUALITY_MIN)
+        usable = quality >= EEG_BASELINE_QUALITY_MIN
+        row = baseline.model_input(end_unix, np.array([valence, arousal]), usable=usable)
+        reference = row[:2] - row[2:]  # the trailing mean (or this window, with no baseline yet)
+        recent = self._recent
+        if recent and end_unix < recent[-1][0]:
+            recent.clear()  # the source clock went back
+        if usable or not recent:
+            recent.append((end_unix, valence, arousal))
+        while recent[0][0] <= end_unix - EEG_AVERAGE_S:
+            recent.popleft()
+        now = np.mean([[v, a] for _, v, a in recent], axis=0)
         fill = min(1.0, len(baseline) * max(self.window.hop_s, 1e-6) / EEG_BASELINE_FULL_S)
-        return float(np.clip(row[2], -1, 1)), float(np.clip(row[3], -1, 1)), fill
+        return float(np.clip(now[0] - reference[0], -1, 1)), float(np.clip(now[1] - reference[1], -1, 1)), fill
 
     def estimate(self, end_unix: float, windows: Mapping[str, StreamWindow]) -> ModalityEstimate:
         from edge.errors import ConfigError  # noqa: PLC0415

@@ -48,7 +48,10 @@ is ``null`` with ``valence_confidence`` 0, never 0.0.
    ``min_dimension_confidence``) only. Each label is a region of the informed dimensions, and
    ``label_margin`` is the signed distance of the state into it (> 0 inside):
 
-   - stress informed and ``stress >= stress_threshold`` -> ``stressed``;
+   - stress informed and ``stress >= stress_threshold`` -> ``stressed``, unless valence is
+     informed and clearly positive (V > ``negative_valence``): the stress models read any high
+     arousal as stress (excitement raises heart rate and skin conductance too), and a valence
+     source is what tells the two apart;
    - valence and arousal informed (face, eeg): ``neutral`` inside ``neutral_radius`` of the
      origin, else by circumplex quadrant, where a negative label needs a clearly negative
      valence (V < -``negative_valence``; a valence near 0 is no reason to say ``sad``):
@@ -66,7 +69,8 @@ is ``null`` with ``valence_confidence`` 0, never 0.0.
    If the best label's confidence is below ``uncertain_below`` the label is ``uncertain``.
 6. ``LabelHolder`` makes labels stable (source clock): hysteresis, the current label's margin
    counts ``label_hysteresis`` more, so the evidence must move that far past a border before the
-   label changes; confirmation, a new label must win for ``confirm_s`` in a row; dwell, a label
+   label changes; confirmation, the shown label must have lost for ``confirm_s`` in a row (to
+   whichever label; the change is to the one winning then); dwell, a label
    stays at least ``min_dwell_s`` once shown, unless the evidence is decisively against it (its
    margin below ``-(MARGIN_SCALE + label_hysteresis)``, label confidence 0): then it goes after
    ``confirm_s``, so a clear change is never held back for the whole dwell. The first state's label is shown at once, and so
@@ -155,15 +159,15 @@ class Affect:
 class FusionParams:
     reliability: Mapping[str, float] = field(default_factory=lambda: {m: 1.0 for m in MODALITIES})
     smoothing_tau_s: float = 10.0
-    stress_threshold: float = 0.6
-    calm_threshold: float = 0.3
+    stress_threshold: float = 0.57
+    calm_threshold: float = 0.25
     neutral_radius: float = 0.25
     negative_valence: float = 0.2
     min_dimension_confidence: float = 0.15
     uncertain_below: float = 0.3
-    label_hysteresis: float = 0.05
+    label_hysteresis: float = 0.1
     confirm_s: float = 15.0
-    min_dwell_s: float = 60.0
+    min_dwell_s: float = 180.0
 
 
 @dataclass(frozen=True)
@@ -332,6 +336,10 @@ def label_margins(state: FusedState, params: FusionParams) -> dict[str, tuple[fl
     if s is not None:
         out["stressed"] = (s - params.stress_threshold, ("stress",))
         not_stressed = params.stress_threshold - s
+        if v is not None and a is not None:  # high arousal with a clearly positive valence is excitement, not stress
+            positive = v - params.negative_valence
+            out["stressed"] = (min(out["stressed"][0], -positive), ("stress", "valence"))
+            not_stressed = max(not_stressed, positive)
     if v is not None and a is not None:
         outside = math.hypot(v, a) - params.neutral_radius
         dims = ("valence", "arousal")
@@ -402,12 +410,11 @@ class LabelHolder:
         self.params = params
         self.label: str | None = None
         self.since: float = -math.inf  # source time the shown label was adopted
-        self._pending: str | None = None
-        self._pending_since: float = math.inf
+        self._beaten_since: float | None = None  # since when another label has won, without a break
         self._last_ts: float | None = None
 
     def reset(self) -> None:
-        self.label, self.since, self._pending, self._pending_since, self._last_ts = None, -math.inf, None, math.inf, None
+        self.label, self.since, self._beaten_since, self._last_ts = None, -math.inf, None, None
 
     def _contradicted(self, state: FusedState) -> bool:
         """The held label is decisively outside the evidence (its margin below -MARGIN_SCALE - hysteresis)."""
@@ -424,16 +431,16 @@ class LabelHolder:
         t = state.ts_unix
         allowed = self.label == "uncertain" or self.label in label_margins(state, self.params)
         if self.label is None or not allowed:  # first state, or the evidence for the held label is gone
-            self.label, self.since, self._pending = candidate, t, None
+            self.label, self.since, self._beaten_since = candidate, t, None
         elif candidate == self.label:
-            self._pending = None
+            self._beaten_since = None
         else:
-            if candidate != self._pending:
-                self._pending, self._pending_since = candidate, t
-            confirmed = t - self._pending_since >= self.params.confirm_s - 1e-9
+            if self._beaten_since is None:
+                self._beaten_since = t
+            confirmed = t - self._beaten_since >= self.params.confirm_s - 1e-9
             dwelt = t - self.since >= self.params.min_dwell_s - 1e-9
             if confirmed and (dwelt or self._contradicted(state)):
-                self.label, self.since, self._pending = candidate, t, None
+                self.label, self.since, self._beaten_since = candidate, t, None
         if self.label != candidate:  # holding on: the held label's own confidence, which the evidence now doubts
             margins = label_margins(state, self.params)
             if self.label in margins:

@@ -227,15 +227,21 @@ def test_hysteresis_holds_a_label_through_noise_around_its_border():
 
 def test_dwell_and_confirmation_on_the_source_clock():
     params = FusionParams(label_hysteresis=0.0, confirm_s=15.0, min_dwell_s=60.0)
-    # stressed from t=0; relaxed from t=20 s on: held until 60 s of dwell have passed
-    labels = hold_sequence([0.9] * 4 + [0.1] * 20, params)
-    first_calm = labels.index("calm")
-    assert labels[:first_calm] == ["stressed"] * first_calm and first_calm * 5.0 == pytest.approx(60.0)
+    # stressed from t=0; from t=20 s a little below the threshold: held until 60 s of dwell have passed
+    labels = hold_sequence([0.7] * 4 + [0.5] * 20, params)
+    first_neutral = labels.index("neutral")
+    assert labels[:first_neutral] == ["stressed"] * first_neutral and first_neutral * 5.0 == pytest.approx(60.0)
+    # evidence decisively against the shown label: it goes after confirm_s, dwell or not
+    decisive = hold_sequence([0.9] * 4 + [0.1] * 20, params)
+    assert decisive.index("calm") * 5.0 == pytest.approx(20.0 + 15.0)
     # after the dwell, a one-hop blip does not change the label; a lasting change does, after confirm_s
-    blip = hold_sequence([0.1] * 20 + [0.9] + [0.1] * 10, params)
-    assert set(blip) == {"calm"}
-    lasting = hold_sequence([0.1] * 20 + [0.9] * 10, params)
+    blip = hold_sequence([0.5] * 20 + [0.7] + [0.5] * 10, params)
+    assert set(blip) == {"neutral"}
+    lasting = hold_sequence([0.5] * 20 + [0.7] * 10, params)
     assert lasting.index("stressed") == 20 + 3  # 15 s of confirmation at a 5-s hop
+    # losing to changing labels counts as losing: neutral beaten by calm, then stressed, then calm
+    mixed = hold_sequence([0.4] * 20 + [0.1, 0.9, 0.1, 0.9] + [0.1] * 4, FusionParams(label_hysteresis=0.0, confirm_s=15.0, min_dwell_s=0.0))
+    assert mixed[20:23] == ["neutral"] * 3 and mixed[23] != "neutral"
     holder = LabelHolder(params)  # a source clock going back (new recording) starts over
     holder(constructed(100.0, None, 0.0, 0.9))
     assert holder(constructed(10.0, None, 0.0, 0.1)).label == "calm"
@@ -254,7 +260,7 @@ def test_held_label_reports_its_own_doubted_confidence():
     params = FusionParams(label_hysteresis=0.0, confirm_s=0.0, min_dwell_s=60.0)
     holder = LabelHolder(params)
     sure = holder(constructed(0.0, None, 0.0, 0.95))
-    doubted = holder(constructed(5.0, None, 0.0, 0.1))
+    doubted = holder(constructed(5.0, None, 0.0, 0.5))  # below the threshold, not decisively
     assert doubted.label == "stressed" and doubted.label_confidence < sure.label_confidence
 
 
