@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "devices": ("firmware_bridge.cli", "scan for and check sensors"),
     "train": ("edge.tools.train", "train a modality's model on a dataset"),
     "models": ("edge.tools.models_cli", "list, inspect, quantize, evaluate and benchmark models"),
+    "evaluate": ("edge.tools.evaluate_states", "score the published states against real labels (evaluate states)"),
 }
 
 

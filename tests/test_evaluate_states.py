@@ -1,0 +1,223 @@
+"""``emotion-edge evaluate states``: the published states scored against the labels of small datasets
+written here in the real layouts (Stress-Predict E4 exports + per-second labels; a FER2013 image folder)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import load_test_module, run_cli
+
+from edge.tools import evaluate_states as es
+
+sp_fixture = load_test_module("test_stress_predict")  # write_subject / write_labels: the study's layout
+DURATION_S, STRESS_S = sp_fixture.DURATION_S, sp_fixture.STRESS_S
+UNSEEN = {90: 1650000000.0, 91: 1650010000.0}  # participants no shipped model trained on: S90, S91
+
+
+def write_dataset(root: Path, participants: dict[int, float]) -> Path:
+    for k, (p, start) in enumerate(participants.items()):
+        sp_fixture.write_subject(root / "Raw_data" / f"S{p:02d}", start, seed=p, level_us=(1.5, 5.0, 3.0)[k % 3])
+    sp_fixture.write_labels(root, participants)
+    return root
+
+
+@pytest.fixture(scope="module")
+def unseen_dataset(tmp_path_factory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("stress-predict"), UNSEEN)
+
+
+def _state(ts: float, label: str, stress: float | None) -> dict:
+    return {"ts": ts, "label": label, "stress": stress}
+
+
+# ----------------------------------------------------------------------------- the figures
+
+def test_figures_of_a_constructed_state_sequence() -> None:
+    """Labels rest 0-59 s, task 60-119 s, nothing labelled from 120 s; states every 5 s."""
+    t0 = 1000.0
+    times = t0 + np.arange(120, dtype=np.float64)
+    y = (np.arange(120) >= 60).astype(np.int8)
+    rest = ["calm", "sad", "sad", "neutral", "uncertain", "neutral", "tense", "calm", "calm", "calm", "calm", "calm"]
+    task = ["stressed", "stressed", "tense", "neutral", "uncertain", "stressed", "stressed", "stressed", "sad",
+            "stressed", "stressed", "stressed"]
+    stress = [0.1] * 12 + [0.9] * 12
+    stress[0] = 0.95  # one rest state above every task state: 10 of the 120 rest/task pairs misordered ...
+    stress[13] = None  # ... once a null stress (missing, not 0) is left out
+    states = [_state(t0 + 5 * i + 0.5, lab, s) for i, (lab, s) in enumerate(zip(rest + task, stress))]
+    states.append(_state(t0 + 150.5, "sad", 0.5))  # an unlabelled second: in no figure
+    del states[20]  # a gap of 10 s (2 hops) still counts as contiguous
+    c = es.state_counts(states, times, y, hop_s=5.0)
+    f = es.figures_of(c)
+    assert c["states"] == 24 and c["states_labelled"] == 23 and c["rest_states"] == 12 and c["stress_states"] == 11
+    assert f["rest_negative"] == pytest.approx(3 / 12)  # sad, sad, tense
+    assert f["stress_hit"] == pytest.approx(9 / 11)  # task states 0,1,2,5,6,7,9,10,11 (8, the sad one, was deleted)
+    assert f["uncertain_share"] == pytest.approx(2 / 23)
+    assert c["stress_missing_states"] == 1
+    # label changes between consecutive labelled states: 6 in rest, rest->task 1, 4 in task (the gap spans none)
+    flips = sum(a["label"] != b["label"] for a, b in zip(states[:22], states[1:23]))
+    assert c["flips"] == flips == 11 and c["span_s"] == pytest.approx(5.0 * 21 + 10.0)
+    assert f["flips_per_10min"] == pytest.approx(600.0 * 11 / 115.0)
+    assert f["stress_auroc"] == pytest.approx((12 * 10 - 10) / (12 * 10))  # 10 task states with a stress value
+    # pooled over two subjects: shares of the summed counts, AUROC the mean of the subjects'
+    other = es.state_counts([_state(t0 + 0.5, "sad", 0.2), _state(t0 + 70.5, "calm", 0.1)], times, y, hop_s=5.0)
+    overall = es.overall_of({"A": c, "B": other})
+    assert overall["rest_negative"] == pytest.approx(4 / 13) and overall["stress_hit"] == pytest.approx(9 / 12)
+    assert overall["stress_auroc"] == pytest.approx((f["stress_auroc"] + 0.0) / 2)
+    # a subject with rest only: no stress_hit, no AUROC -> None (JSON null), never NaN
+    alone = es.figures_of(es.state_counts(states[:12], times, y, hop_s=5.0))
+    assert alone["stress_hit"] is None and alone["stress_auroc"] is None
+    json.dumps(alone, allow_nan=False)
+
+
+# ------------------------------------------------------------------- Stress-Predict, end to end
+
+def _expected_counts(payloads: list[dict], start: float) -> dict:
+    """What the fixture's own timeline implies: label 1 in [STRESS_S), labelled from 9 s to DURATION_S."""
+    rest = task = neg = hit = 0
+    labelled = []
+    for s in payloads:
+        second = int(np.floor(s["ts"] - start))
+        if not 9 <= second < DURATION_S:
+            continue
+        labelled.append(s["label"])
+        if STRESS_S[0] <= second < STRESS_S[1]:
+            task += 1
+            hit += s["label"] in ("stressed", "tense")
+        else:
+            rest += 1
+            neg += s["label"] in ("stressed", "tense", "sad")
+    flips = sum(a != b for a, b in zip(labelled[:-1], labelled[1:]))  # one state every hop: no gaps here
+    return {"rest": rest, "task": task, "neg": neg, "hit": hit, "flips": flips, "states": len(labelled)}
+
+
+def test_evaluate_states_on_unseen_subjects_matches_the_fixture(unseen_dataset: Path) -> None:
+    proc = run_cli("evaluate", "states", "--dataset", f"stress-predict:{unseen_dataset}", "--json", check=True)
+    report = json.loads(proc.stdout)
+    assert list(report["subjects"]) == ["S90", "S91"]
+    assert "never saw" in report["models_used"] and report["flattered_subjects"] == []
+    from edge.config import load_config, replace_dotted
+
+    config = replace_dotted(load_config(None), "daemon.modalities", ("eda", "cardiac"))
+    for p, start in UNSEEN.items():
+        row = report["subjects"][f"S{p:02d}"]
+        assert row["models_used"].startswith("shipped (never trained")
+        assert set(row["models"]) == {"eda", "cardiac"}
+        # the states the daemon's pipeline publishes for this recording, matched with the fixture's timeline
+        payloads, _ = es.run_pipeline(config, f"replay:e4:{unseen_dataset / 'Raw_data' / f'S{p:02d}'}")
+        assert row["states"] == len(payloads)
+        # states every fusion hop once the first complete 300-s window is in: ~ (720 - 300) / 5 of them
+        assert (DURATION_S - 300) / 5 - 2 <= len(payloads) <= (DURATION_S - 300) / 5 + 2
+        want = _expected_counts(payloads, start)
+        assert row["rest_states"] == want["rest"] > 0 and row["stress_states"] == want["task"] > 0
+        assert row["rest_negative"] == pytest.approx(want["neg"] / want["rest"])
+        assert row["stress_hit"] == pytest.approx(want["hit"] / want["task"])
+        assert row["flips"] == want["flips"] and row["states_labelled"] == want["states"]
+        assert row["flips_per_10min"] == pytest.approx(600.0 * want["flips"] / (5.0 * (want["states"] - 1)))
+        # the synthetic task (SCR bursts, rising SCL, 95 bpm) reads as stress: stress ranks task above rest
+        assert row["stress_auroc"] is not None and row["stress_auroc"] > 0.7
+    overall = report["overall"]
+    assert overall["states"] == sum(r["states"] for r in report["subjects"].values())
+    assert overall["stress_auroc"] == pytest.approx(np.mean([r["stress_auroc"] for r in report["subjects"].values()]))
+    # the text form carries the same figures and says which models were used
+    text = run_cli("evaluate", "states", "--dataset", f"stress-predict:{unseen_dataset}", "--subjects", "S91",
+                   check=True).stdout
+    assert "models:" in text and "never saw" in text and "S90" not in text
+    line = next(ln for ln in text.splitlines() if ln.startswith("S91"))
+    assert f"{report['subjects']['S91']['rest_negative']:.3f}" in line
+
+
+def test_bad_requests_are_one_line(unseen_dataset: Path, tmp_path: Path) -> None:
+    proc = run_cli("evaluate", "states", "--dataset", f"stress-predict:{unseen_dataset}", "--subjects", "S42")
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "S42" in proc.stderr
+    proc = run_cli("evaluate", "states", "--dataset", f"deap:{unseen_dataset}")
+    assert proc.returncode == 2 and "stress-predict, fer2013" in proc.stderr
+    proc = run_cli("evaluate", "states", "--dataset", f"stress-predict:{tmp_path}")
+    assert proc.returncode == 2 and "label file" in proc.stderr and proc.stderr.strip().count("\n") == 0
+
+
+def test_subjects_the_shipped_models_trained_on_get_fold_models_that_never_saw_them(tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow")
+    # S02, S03, S04: in the shipped models' training set, in three different cv folds of theirs
+    root = write_dataset(tmp_path / "sp", {2: 1644227574.0, 3: 1644237574.0, 4: 1644247574.0})
+    cache = tmp_path / "cache"
+    proc = run_cli("evaluate", "states", "--dataset", f"stress-predict:{root}", "--json", "--epochs", "2",
+                   "--cache", str(cache), "--subjects", "S02,S03", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert "cross-validated fold models" in report["models_used"] and report["flattered_subjects"] == []
+    for sid in ("S02", "S03"):
+        row = report["subjects"][sid]
+        assert row["models_used"].startswith("cv fold") and sid in row["models_used"]
+        assert row["models"]["eda"].startswith("1.1.0+cv-") and sid in row["models"]["eda"]
+    folders = sorted((cache / "folds").iterdir())
+    assert len(folders) == 2  # S04 is not scored: its fold is not trained
+    for folder in folders:
+        for m in ("eda", "cardiac"):
+            manifest = json.loads((folder / f"{m}.json").read_text())
+            held = set(manifest["training"]["subjects_test"])
+            assert held & {"S02", "S03"} and not held & set(manifest["training"]["subjects_train"])
+            assert set(manifest["training"]["subjects_train"]) <= {"S02", "S03", "S04"}
+            assert manifest["input_tensor"]["dtype"] == "int8"  # quantized as shipped
+    # shipped models instead: said to be flattered, in the JSON and the text
+    proc = run_cli("evaluate", "states", "--dataset", f"stress-predict:{root}", "--models", "shipped",
+                   "--subjects", "S04", check=True)
+    assert "flattered" in proc.stdout and "FLATTERED: S04" in proc.stdout
+
+
+# ------------------------------------------------------------------------------ faces
+
+def _grace_hopper_crop() -> np.ndarray | None:
+    """A real frontal face as a FER2013-style 48x48 crop (matplotlib's sample photograph)."""
+    cv2 = pytest.importorskip("cv2")
+    spec = importlib.util.find_spec("matplotlib")
+    path = Path(spec.origin).parent / "mpl-data" / "sample_data" / "grace_hopper.jpg" if spec and spec.origin else None
+    if path is None or not path.exists():
+        return None
+    from edge.features.face import FaceDetector, face_input
+
+    gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    return np.round(face_input(gray, FaceDetector().detect(gray)[0])[:, :, 0] * 255).astype(np.uint8)
+
+
+def test_faces_through_the_camera_path(tmp_path: Path) -> None:
+    cv2 = pytest.importorskip("cv2")
+    face = _grace_hopper_crop()
+    if face is None:
+        pytest.skip("matplotlib's sample photograph (grace_hopper.jpg) is not installed")
+    from edge.features.face import FER_LABELS
+
+    root = tmp_path / "faces"
+    rng = np.random.default_rng(3)
+    for label in FER_LABELS:  # every class: the face and its mirror image; "fear" also a picture with no face
+        (root / label).mkdir(parents=True)
+        cv2.imwrite(str(root / label / "a.jpg"), face)
+        cv2.imwrite(str(root / label / "b.jpg"), face[:, ::-1].copy())
+    cv2.imwrite(str(root / "fear" / "c.jpg"), rng.integers(0, 255, (48, 48), dtype=np.uint8))
+    proc = run_cli("evaluate", "states", "--dataset", f"fer2013:{root}", "--json", "--hold-s", "40", check=True)
+    report = json.loads(proc.stdout)
+    assert report["faces_used"] == "every face of the folder" and report["overall"]["faces"] == 15
+    by_name: dict[str, set] = {"a.jpg": set(), "b.jpg": set(), "c.jpg": set()}
+    for f in report["faces"]:
+        by_name[Path(f["path"]).name].add(f["label"])
+    # a face in view gives a settled state; the same face the same label whichever face came before it
+    assert len(by_name["a.jpg"]) == 1 and len(by_name["b.jpg"]) == 1 and None not in by_name["a.jpg"] | by_name["b.jpg"]
+    assert by_name["c.jpg"] == {None}  # no face, no state: it counts against agreement
+    label_a, label_b = next(iter(by_name["a.jpg"])), next(iter(by_name["b.jpg"]))
+    for name, row in report["classes"].items():
+        expected = es.AGREEING_LABELS[name]
+        hits = (label_a in expected) + (label_b in expected)
+        assert row["faces"] == (3 if name == "fear" else 2)
+        assert row["agreement"] == pytest.approx(hits / row["faces"])
+    assert report["classes"]["fear"]["no_state_share"] == pytest.approx(1 / 3)
+    hits = sum((label_a in es.AGREEING_LABELS[n]) + (label_b in es.AGREEING_LABELS[n]) for n in FER_LABELS)
+    assert report["overall"]["agreement"] == pytest.approx(hits / 15)
+    assert report["overall"]["agreement_with_state"] == pytest.approx(hits / 14)
+    # --limit: at most N faces per class
+    proc = run_cli("evaluate", "states", "--dataset", f"fer2013:{root}", "--limit", "1", "--hold-s", "20", check=True)
+    assert "models: face 1." in proc.stdout
+    overall = next(ln for ln in proc.stdout.splitlines() if ln.startswith("overall")).split()
+    assert overall[1] == "7" and all(f"{n:<11}     1" in proc.stdout for n in FER_LABELS)
