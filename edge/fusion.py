@@ -62,7 +62,9 @@ is ``null`` with ``valence_confidence`` 0, never 0.0.
    - arousal alone: ``calm`` below ``-neutral_radius``, else ``neutral``;
    - nothing informed: ``uncertain``.
 
-   ``label_confidence`` = confidence of the dimensions the label rests on (the lowest) x
+   ``label_confidence`` = confidence of the dimensions the label rests on (the lowest; for
+   ``stressed`` with valence and arousal informed, the better of stress-and-valence and, in the
+   circumplex's activated-unpleasant quadrant, valence-and-arousal) x
    ``clip(0.5 + 0.5 margin / MARGIN_SCALE, 0, 1)``: a state deep inside its region with well
    informed dimensions is sure, one on a border is half as sure (the label already shown counts
    its margin plus ``label_hysteresis``, as in rule 6).
@@ -327,22 +329,28 @@ def _informed(state: FusedState, params: FusionParams) -> dict[str, float]:
             if state.value(d) is not None and state.dimension_confidence(d) >= params.min_dimension_confidence}
 
 
-def label_margins(state: FusedState, params: FusionParams) -> dict[str, tuple[float, tuple[str, ...]]]:
-    """{label: (signed margin into its region, dimensions it rests on)} for the labels the evidence allows."""
+Support = tuple[tuple[str, ...], ...]  # alternatives, each a set of dimensions that must all be informed
+
+
+def label_margins(state: FusedState, params: FusionParams) -> dict[str, tuple[float, Support]]:
+    """{label: (signed margin into its region, the dimensions it rests on)} for the labels the evidence allows."""
     x = _informed(state, params)
     s, v, a = x.get("stress"), x.get("valence"), x.get("arousal")
-    out: dict[str, tuple[float, tuple[str, ...]]] = {}
+    out: dict[str, tuple[float, Support]] = {}
     not_stressed = math.inf
     if s is not None:
-        out["stressed"] = (s - params.stress_threshold, ("stress",))
+        out["stressed"] = (s - params.stress_threshold, (("stress",),))
         not_stressed = params.stress_threshold - s
         if v is not None and a is not None:  # high arousal with a clearly positive valence is excitement, not stress
             positive = v - params.negative_valence
-            out["stressed"] = (min(out["stressed"][0], -positive), ("stress", "valence"))
+            support: Support = (("stress", "valence"),)
+            if v < 0 < a:  # the circumplex's activated-unpleasant quadrant supports it too
+                support += (("valence", "arousal"),)
+            out["stressed"] = (min(out["stressed"][0], -positive), support)
             not_stressed = max(not_stressed, positive)
     if v is not None and a is not None:
         outside = math.hypot(v, a) - params.neutral_radius
-        dims = ("valence", "arousal")
+        dims: Support = (("valence", "arousal"),)
         out["neutral"] = (min(-outside, not_stressed), dims)
         diagonal = (v - a) / math.sqrt(2.0)
         negative = -v - params.negative_valence  # > 0: clearly negative valence
@@ -350,17 +358,18 @@ def label_margins(state: FusedState, params: FusionParams) -> dict[str, tuple[fl
                               ("tense", min(negative, a)), ("sad", min(negative, -a)), ("calm", min(-negative, -a))):
             out[label] = (min(outside, margin, not_stressed), dims)
     elif s is not None:
-        out["calm"] = (params.calm_threshold - s, ("stress",))
-        out["neutral"] = (min(s - params.calm_threshold, not_stressed), ("stress",))
+        out["calm"] = (params.calm_threshold - s, (("stress",),))
+        out["neutral"] = (min(s - params.calm_threshold, not_stressed), (("stress",),))
     elif a is not None:
-        out["calm"] = (-params.neutral_radius - a, ("arousal",))
-        out["neutral"] = (a + params.neutral_radius, ("arousal",))
+        out["calm"] = (-params.neutral_radius - a, (("arousal",),))
+        out["neutral"] = (a + params.neutral_radius, (("arousal",),))
     return out
 
 
-def label_confidence_of(state: FusedState, margin: float, dims: tuple[str, ...]) -> float:
-    """Confidence in a label: its weakest dimension's confidence x how far inside its region the state is."""
-    dim_conf = min(state.dimension_confidence(d) for d in dims)
+def label_confidence_of(state: FusedState, margin: float, support: Support) -> float:
+    """Confidence in a label: its weakest supporting dimension's confidence (best alternative) x how far
+    inside its region the state is."""
+    dim_conf = max(min(state.dimension_confidence(d) for d in dims) for dims in support)
     return _clip(dim_conf * _clip(0.5 + 0.5 * margin / MARGIN_SCALE, 0.0, 1.0), 0.0, 1.0)
 
 
@@ -371,8 +380,8 @@ def choose_label(state: FusedState, params: FusionParams, current: str | None = 
         return "uncertain", 0.0
     bonus = params.label_hysteresis
     best = max(margins, key=lambda k: margins[k][0] + (bonus if k == current else 0.0))
-    margin, dims = margins[best]
-    confidence = label_confidence_of(state, margin + (bonus if best == current else 0.0), dims)
+    margin, support = margins[best]
+    confidence = label_confidence_of(state, margin + (bonus if best == current else 0.0), support)
     if confidence < params.uncertain_below:
         return "uncertain", confidence
     return best, confidence

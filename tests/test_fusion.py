@@ -283,3 +283,14 @@ def test_calibration_subtracts_the_rest_baseline():
     assert after.stress == pytest.approx(0.9 - 0.7 + 0.2)
     same = cal.apply(make_estimate("eda", ts=80.0, stress=0.7))
     assert same.stress == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("expression, expected", [
+    ("happy", {"happy", "excited"}), ("sad", {"sad"}), ("angry", {"tense", "stressed"}),
+    ("fear", {"tense", "stressed"}), ("disgust", {"tense", "stressed"}), ("surprise", {"excited", "tense"}),
+    ("neutral", {"neutral", "calm"}),
+])
+def test_a_face_alone_reads_as_its_place_on_the_circumplex(expression, expected):
+    """Face only (quality 0.8): the label agrees with the expression, and is not 'uncertain'."""
+    state = fuse({"face": make_estimate("face", face=expression, quality=0.8, confidence=0.9)}, 1.0, FusionParams())
+    assert state.label in expected and state.label_confidence >= FusionParams().uncertain_below, (state.label, state.label_confidence)
