@@ -37,8 +37,9 @@ is ``null`` with ``valence_confidence`` 0, never 0.0.
    certainty is in the weights, not here: a stress probability of 0.5 is a reading, not a
    lack of one); agreement = ``1 - weighted mean |x_m - x| / (range / 2)`` (range 2 for valence
    and arousal, 1 for stress; range / 2 is the largest such spread, two modalities at opposite
-   ends: agreement 1 = they all say the same, 0 = as split as they can be). ``confidence`` (the state's overall figure) is the mean of the
-   three dimension confidences, an uninformed dimension counting 0.
+   ends: agreement 1 = they all say the same, 0 = as split as they can be). ``confidence``
+   (the state's overall figure) is the mean of the three dimension confidences, an uninformed
+   dimension counting 0.
    Each modality's published ``weight`` is its share of ``confidence x quality x staleness x
    reliability`` (they sum to 1). All weights 0 -> no state (``fuse`` returns None).
 4. ``Smoother``: exponential smoothing of each dimension on the source clock,
@@ -46,7 +47,7 @@ is ``null`` with ``valence_confidence`` 0, never 0.0.
    and one that loses its evidence becomes ``None`` at once (no stale carry-over).
 5. Label (``choose_label``), from the dimensions with evidence (confidence >=
    ``min_dimension_confidence``) only. Each label is a region of the informed dimensions, and
-   ``label_margin`` is the signed distance of the state into it (> 0 inside):
+   ``label_margins`` gives the signed distance of the state into it (> 0 inside):
 
    - stress informed and ``stress >= stress_threshold`` -> ``stressed``, unless valence is
      informed and clearly positive (V > ``negative_valence``): the stress models read any high
@@ -75,9 +76,10 @@ is ``null`` with ``valence_confidence`` 0, never 0.0.
    whichever label; the change is to the one winning then); dwell, a label
    stays at least ``min_dwell_s`` once shown, unless the evidence is decisively against it (its
    margin below ``-(MARGIN_SCALE + label_hysteresis)``, label confidence 0): then it goes after
-   ``confirm_s``, so a clear change is never held back for the whole dwell. The first state's label is shown at once, and so
-   is any change forced because the evidence a held label rests on is gone (a ``sad`` whose
-   valence source went away becomes what the remaining evidence says at once).
+   ``confirm_s``, so a clear change is never held back for the whole dwell. The first state's
+   label is shown at once, and so is any change forced because the evidence a held label rests
+   on is gone (a ``sad`` whose valence source went away becomes what the remaining evidence says
+   at once).
 """
 
 from __future__ import annotations
