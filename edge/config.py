@@ -107,7 +107,7 @@ class FusionConfig:
     uncertain_below: float = 0.3  # label "uncertain" when the best label's confidence is below this
     label_hysteresis: float = 0.1  # the evidence must cross a label's border by this much to change it
     confirm_s: float = 15.0  # a new label must win this long in a row (source clock)
-    min_dwell_s: float = 180.0  # a label, once shown, stays at least this long (source clock)
+    min_dwell_s: float = 180.0  # a label, once shown, stays this long (source clock; less for fast evidence)
     max_lag_s: float = 10.0  # a stream this far behind the newest one no longer holds fusion back
     reliability: ReliabilityConfig = ReliabilityConfig()
 

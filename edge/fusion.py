@@ -73,8 +73,10 @@ is ``null`` with ``valence_confidence`` 0, never 0.0.
 6. ``LabelHolder`` makes labels stable (source clock): hysteresis, the current label's margin
    counts ``label_hysteresis`` more, so the evidence must move that far past a border before the
    label changes; confirmation, the shown label must have lost for ``confirm_s`` in a row (to
-   whichever label; the change is to the one winning then); dwell, a label
-   stays at least ``min_dwell_s`` once shown, unless the evidence is decisively against it (its
+   whichever label; the change is to the one winning then); dwell, a label stays at least
+   ``min_dwell_s`` once shown, or ``DWELL_PER_WINDOW`` x the weighted mean window length of
+   the modalities used if that is shorter (a label read off 1-s face windows need not wait as
+   long as one read off 300-s physiology windows), unless the evidence is decisively against it (its
    margin below ``-(MARGIN_SCALE + label_hysteresis)``, label confidence 0): then it goes after
    ``confirm_s``, so a clear change is never held back for the whole dwell. The first state's
    label is shown at once, and so is any change forced because the evidence a held label rests
@@ -96,6 +98,9 @@ DIMENSIONS = ("valence", "arousal", "stress")
 LABELS = ("stressed", "tense", "sad", "calm", "neutral", "happy", "excited", "uncertain")
 VALENCE_LABELS = ("tense", "sad", "happy", "excited")  # need a valence source
 MARGIN_SCALE = 0.1  # a label this far inside its region (in V/A/stress units) is fully decided
+# A label need not dwell longer than its evidence takes to renew: at most this many of the used
+# modalities' (weighted mean) window lengths (eda/cardiac 300 s -> 180 s; face 1 s -> 0.6 s).
+DWELL_PER_WINDOW = 0.6
 
 # Approximate positions (valence, arousal) of the corresponding affect words on Russell's
 # circumplex (J. A. Russell, "A circumplex model of affect", J. Pers. Soc. Psychol. 39(6),
@@ -196,6 +201,7 @@ class FusedState:
     arousal_confidence: float = 0.0
     stress_confidence: float = 0.0
     label_confidence: float = 0.0
+    evidence_window_s: float = math.inf  # weighted mean window length of the modalities used (inf: unknown)
 
     def value(self, dimension: str) -> float | None:
         return getattr(self, dimension)
@@ -316,9 +322,12 @@ def fuse(estimates: Mapping[str, ModalityEstimate], ts_unix: float, params: Fusi
         confidences[dim] = _clip(agreement * evidence, 0.0, 1.0)
     contributions = {m: Contribution(quality[m], raw[m] / total, estimates[m].ts_unix, estimates[m].outputs, affects[m])
                      for m in sorted(estimates)}
+    windows = [(raw[m] / total, float(e.window_s)) for m, e in estimates.items() if raw[m] > 0]
+    window_s = sum(w * x for w, x in windows) if all(x > 0 for _, x in windows) else math.inf
     state = FusedState(ts_unix, values["valence"], values["arousal"], values["stress"], "uncertain",
                        sum(confidences.values()) / len(DIMENSIONS), contributions,
-                       confidences["valence"], confidences["arousal"], confidences["stress"])
+                       confidences["valence"], confidences["arousal"], confidences["stress"],
+                       evidence_window_s=window_s)
     label, label_confidence = choose_label(state, params)
     return replace(state, label=label, label_confidence=label_confidence)
 
@@ -449,7 +458,8 @@ class LabelHolder:
             if self._beaten_since is None:
                 self._beaten_since = t
             confirmed = t - self._beaten_since >= self.params.confirm_s - 1e-9
-            dwelt = t - self.since >= self.params.min_dwell_s - 1e-9
+            dwell_s = min(self.params.min_dwell_s, DWELL_PER_WINDOW * state.evidence_window_s)
+            dwelt = t - self.since >= dwell_s - 1e-9
             if confirmed and (dwelt or self._contradicted(state)):
                 self.label, self.since, self._beaten_since = candidate, t, None
         if self.label != candidate:  # holding on: the held label's own confidence, which the evidence now doubts

@@ -294,3 +294,21 @@ def test_a_face_alone_reads_as_its_place_on_the_circumplex(expression, expected)
     """Face only (quality 0.8): the label agrees with the expression, and is not 'uncertain'."""
     state = fuse({"face": make_estimate("face", face=expression, quality=0.8, confidence=0.9)}, 1.0, FusionParams())
     assert state.label in expected and state.label_confidence >= FusionParams().uncertain_below, (state.label, state.label_confidence)
+
+
+def test_a_label_read_off_fast_evidence_dwells_less():
+    """Face windows are 1 s: a new expression shows after confirm_s, not after the physiology's 3-minute dwell."""
+    params = FusionParams(label_hysteresis=0.0, confirm_s=10.0, min_dwell_s=180.0)
+
+    def face_labels(window_s: float) -> list[str]:
+        holder, out = LabelHolder(params), []
+        for i in range(20):  # 50 s of a happy face, then one between neutral, surprise and happy: just "excited"
+            probs = ({"happy": 0.9, "neutral": 0.1} if i < 10 else {"neutral": 0.5, "surprise": 0.27, "happy": 0.23})
+            e = ModalityEstimate("face", i * 5.0, {"label": "x", "probs": probs}, confidence=0.9, quality=0.9, window_s=window_s)
+            out.append(holder(fuse({"face": e}, i * 5.0, params)).label)
+        return out
+
+    fast = face_labels(1.0)
+    assert fast[:10] == ["happy"] * 10 and fast[-1] != "happy"
+    slow = face_labels(300.0)  # the same readings from a 300-s window would dwell
+    assert set(slow) == {"happy"}
