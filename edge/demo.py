@@ -23,14 +23,16 @@ import threading
 import time
 from typing import Any, TextIO
 
+from firmware_bridge.simulate import CYCLE_S
+
 log = logging.getLogger(__name__)
 
-PRIME_S = 600.0  # one script cycle: eda/cardiac (300-s windows) are full and have 300 s of baseline; the table starts at the calm phase
+# Three script cycles: eda/cardiac (300-s windows) are full and their 20-min trailing baselines
+# have filled (before that the cardiac model reads the amused phase as stress); ~4 s of CPU.
+PRIME_S = 3 * CYCLE_S
 # Measured over the script's phases (docs/fusion.md; tests/test_demo.py holds it): how long after a
 # phase change (simulated seconds) the label has followed.
-LABEL_LAG_NOTE = ("the label follows calm and stressed phases within 90 simulated s (300-s physiology windows, "
-                  "hysteresis, dwell); amused reads happy about 1 min in once the 20-min baselines have filled, "
-                  "before that the cardiac model reads its heart rate as stress")
+LABEL_LAG_NOTE = "the label follows each phase within about 90 simulated s (300-s physiology windows, hysteresis, dwell)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -115,8 +117,8 @@ def main(args: argparse.Namespace) -> int:
         show_from.append(shown_from)
         if not args.json:
             out.write(f"---- simulated wearable (eeg, ecg -> cardiac, eda) at {args.speed}x; times are the simulator's clock. "
-                      f"Its script started {PRIME_S:.0f} s earlier, run at full speed, so eda/cardiac's "
-                      f"300-s windows are full from the first row; {LABEL_LAG_NOTE} ----\n")
+                      f"Its script started {PRIME_S / 60:.0f} min earlier, run at full speed, so eda/cardiac's "
+                      f"300-s windows and 20-min baselines are full from the first row; {LABEL_LAG_NOTE} ----\n")
             out.flush()
         overrides: dict[str, Any] = {
             "daemon.sources": (f"simulate:seed={args.seed},start={start_unix},prime={PRIME_S:g}", *args.sources),

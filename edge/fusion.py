@@ -168,14 +168,14 @@ class Affect:
 class FusionParams:
     reliability: Mapping[str, float] = field(default_factory=lambda: {m: 1.0 for m in MODALITIES})
     smoothing_tau_s: float = 10.0
-    stress_threshold: float = 0.57
+    stress_threshold: float = 0.61
     calm_threshold: float = 0.25
     neutral_radius: float = 0.25
     negative_valence: float = 0.2
     min_dimension_confidence: float = 0.15
     uncertain_below: float = 0.3
-    label_hysteresis: float = 0.1
-    confirm_s: float = 15.0
+    label_hysteresis: float = 0.15
+    confirm_s: float = 10.0
     min_dwell_s: float = 180.0
 
 

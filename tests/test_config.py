@@ -55,7 +55,7 @@ def test_password_is_masked_when_printed():
     ('[fusion.reliability]\neeg = 1.5\n', "config: fusion.reliability.eeg: must be in [0, 1], got 1.5"),
     ('[fusion]\nmin_dwell_s = -1\n', "config: fusion.min_dwell_s: must be >= 0, got -1"),
     ('[fusion]\nlabel_hysteresis = 2\n', "config: fusion.label_hysteresis: must be in [0, 1], got 2"),
-    ('[fusion]\ncalm_threshold = 0.7\n', "config: fusion.calm_threshold: must be <= fusion.stress_threshold (0.57), got 0.7"),
+    ('[fusion]\ncalm_threshold = 0.7\n', "config: fusion.calm_threshold: must be <= fusion.stress_threshold (0.61), got 0.7"),
     ('[daemon]\nsources = ["bogus:x"]\n', "config: daemon.sources[0]: source 'bogus:x': unknown kind 'bogus'"),
     ('[daemon]\nsources = ["ble:mus:AA"]\n', "config: daemon.sources[0]: source 'ble:mus:AA': unknown device 'mus'"),
     ('[daemon]\nspeed = "fast"\n', "config: daemon.speed: expected a number > 0 or 'max', got 'fast'"),

@@ -62,14 +62,14 @@ def test_demo_table_shows_every_simulated_modality_within_its_first_10_s():
     for _, line in states:  # every shown state has all three simulated modalities, none missing
         assert all(f"{m} " in line for m in ("eeg", "cardiac", "eda")) and line.rstrip().endswith("-"), line
     text = "\n".join(line for _, line in rows)
-    assert "started 600 s earlier" in text and "simulator's clock" in text  # says so on screen
-    assert "simulator truth from here: calm (t = 600 s" in text
+    assert "started 30 min earlier" in text and "simulator's clock" in text  # says so on screen
+    assert "simulator truth from here: calm (t = 1800 s" in text
     status = [line for _, line in rows if " status " in line]
     assert status and all(line[:8].strip() == "" for line in status)  # status rows carry no (wall) time
 
 
 def test_the_demo_script_reads_as_the_matching_label_within_the_stated_lag():
-    """Two script cycles after the demo's priming, through the daemon's own pipeline (seeded: deterministic)."""
+    """The first script cycle the demo shows (after its priming), through the daemon's own pipeline (seeded)."""
     import asyncio
 
     from edge.config import load_config
@@ -78,7 +78,7 @@ def test_the_demo_script_reads_as_the_matching_label_within_the_stated_lag():
     from firmware_bridge.simulate import CYCLE_S, SimulatedWearable, phase_at
 
     start = 1_700_000_000.0
-    total_s = PRIME_S + 2 * CYCLE_S
+    total_s = PRIME_S + CYCLE_S
     config = load_config(None, {"daemon.sources": (f"simulate:seed=42,start={start},duration={total_s:g}",), "daemon.speed": None})
     estimators, _ = load_estimators(config)
     pipeline = Pipeline(config, estimators)
@@ -101,8 +101,8 @@ def test_the_demo_script_reads_as_the_matching_label_within_the_stated_lag():
         if not seen and label in matching[phase]:
             lags[phase].append(t - since)
             seen = True
-        if phase == "amused":
-            assert label not in ("sad", "tense"), (t, label)  # never a negative label for amusement
-    # the lag the demo states on screen: calm and stressed within 90 simulated s
-    assert all(lag is not None and lag <= 90.0 for lag in lags["calm"] + lags["stressed"]), lags
-    assert len(lags["stressed"]) == 2 and any(lag is not None for lag in lags["amused"]), lags
+        if phase == "amused" and t - since > 90.0:
+            assert label not in ("sad", "tense"), (t, label)  # past the lag, never a negative label for amusement
+    # the lag the demo states on screen: each phase within 90 simulated s
+    assert len(lags["calm"]) == 2 and len(lags["stressed"]) == 1 and len(lags["amused"]) == 1, lags
+    assert all(lag is not None and lag <= 90.0 for phase_lags in lags.values() for lag in phase_lags), lags

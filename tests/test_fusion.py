@@ -216,17 +216,17 @@ def hold_sequence(stresses: list[float], params: FusionParams, hop_s: float = 5.
 
 def test_hysteresis_holds_a_label_through_noise_around_its_border():
     noisy = [0.9] + [0.6 + (0.04 if i % 2 else -0.04) for i in range(40)]  # straddles stress_threshold 0.6
-    free = FusionParams(label_hysteresis=0.0, confirm_s=0.0, min_dwell_s=0.0)
+    free = FusionParams(stress_threshold=0.6, label_hysteresis=0.0, confirm_s=0.0, min_dwell_s=0.0)
     labels = hold_sequence(noisy, free)
     assert sum(a != b for a, b in zip(labels, labels[1:])) > 20  # without hysteresis it flips every hop
-    held = hold_sequence(noisy, FusionParams(label_hysteresis=0.1, confirm_s=0.0, min_dwell_s=0.0))
+    held = hold_sequence(noisy, FusionParams(stress_threshold=0.6, label_hysteresis=0.1, confirm_s=0.0, min_dwell_s=0.0))
     assert set(held) == {"stressed"}
-    clear = hold_sequence([0.9] * 3 + [0.4] * 3, FusionParams(label_hysteresis=0.1, confirm_s=0.0, min_dwell_s=0.0))
+    clear = hold_sequence([0.9] * 3 + [0.4] * 3, FusionParams(stress_threshold=0.6, label_hysteresis=0.1, confirm_s=0.0, min_dwell_s=0.0))
     assert clear == ["stressed"] * 3 + ["neutral"] * 3  # evidence well past the border does change it
 
 
 def test_dwell_and_confirmation_on_the_source_clock():
-    params = FusionParams(label_hysteresis=0.0, confirm_s=15.0, min_dwell_s=60.0)
+    params = FusionParams(stress_threshold=0.6, label_hysteresis=0.0, confirm_s=15.0, min_dwell_s=60.0)
     # stressed from t=0; from t=20 s a little below the threshold: held until 60 s of dwell have passed
     labels = hold_sequence([0.7] * 4 + [0.5] * 20, params)
     first_neutral = labels.index("neutral")
@@ -240,7 +240,8 @@ def test_dwell_and_confirmation_on_the_source_clock():
     lasting = hold_sequence([0.5] * 20 + [0.7] * 10, params)
     assert lasting.index("stressed") == 20 + 3  # 15 s of confirmation at a 5-s hop
     # losing to changing labels counts as losing: neutral beaten by calm, then stressed, then calm
-    mixed = hold_sequence([0.4] * 20 + [0.1, 0.9, 0.1, 0.9] + [0.1] * 4, FusionParams(label_hysteresis=0.0, confirm_s=15.0, min_dwell_s=0.0))
+    mixed = hold_sequence([0.4] * 20 + [0.1, 0.9, 0.1, 0.9] + [0.1] * 4,
+                          FusionParams(stress_threshold=0.6, label_hysteresis=0.0, confirm_s=15.0, min_dwell_s=0.0))
     assert mixed[20:23] == ["neutral"] * 3 and mixed[23] != "neutral"
     holder = LabelHolder(params)  # a source clock going back (new recording) starts over
     holder(constructed(100.0, None, 0.0, 0.9))
@@ -257,7 +258,7 @@ def test_a_held_label_whose_evidence_is_gone_changes_at_once():
 
 
 def test_held_label_reports_its_own_doubted_confidence():
-    params = FusionParams(label_hysteresis=0.0, confirm_s=0.0, min_dwell_s=60.0)
+    params = FusionParams(stress_threshold=0.6, label_hysteresis=0.0, confirm_s=0.0, min_dwell_s=60.0)
     holder = LabelHolder(params)
     sure = holder(constructed(0.0, None, 0.0, 0.95))
     doubted = holder(constructed(5.0, None, 0.0, 0.5))  # below the threshold, not decisively
