@@ -74,7 +74,7 @@ def format_state_line(state: dict, repeat: bool = False) -> str:
     )
     line = (
         f"{when:8}  {str(state.get('device_id', '?'))[:14]:14} {_num(state.get('seq'), 'd'):>7}  "
-        f"{str(state.get('label', '?'))[:10]:10} {_num(state.get('label_confidence'), '.2f')[-4:]:>4} "
+        f"{str(state.get('label', '?'))[:10]:10} {_num(state.get('label_confidence'), '.2f'):>4} "
         f"{_num(state.get('valence'), '+.2f'):>6} "
         f"{_num(state.get('arousal'), '+.2f'):>6} {_num(state.get('stress'), '.2f'):>6} "
         f"{_num(state.get('confidence'), '.2f'):>5}  "
