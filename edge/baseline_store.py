@@ -1,4 +1,4 @@
-"""The eda/cardiac trailing baselines survive a daemon restart.
+"""The trailing baselines (eda/cardiac features, eeg outputs) survive a daemon restart.
 
 A baseline takes 20 minutes to fill (``edge.features.baseline``). Losing it at every restart,
 upgrade or reboot would mean 20 minutes of thinner stress estimates each time. So the daemon

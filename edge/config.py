@@ -103,8 +103,15 @@ class FusionConfig:
     stale_hops: float = 2.0  # an estimate older than stale_hops x its modality hop + stale_slack_s is stale
     stale_slack_s: float = 2.0
     smoothing_tau_s: float = 10.0  # exponential smoothing time constant (source clock); 0 = off
-    stress_threshold: float = 0.6  # label "stressed" at or above this fused stress
+    stress_threshold: float = 0.61  # label "stressed" at or above this fused stress
+    calm_threshold: float = 0.25  # without a valence source: label "calm" below this fused stress
     neutral_radius: float = 0.25  # label "neutral" inside this V/A radius
+    negative_valence: float = 0.2  # "sad"/"tense" need a valence below minus this
+    min_dimension_confidence: float = 0.15  # a dimension below this confidence does not choose the label
+    uncertain_below: float = 0.3  # label "uncertain" when the best label's confidence is below this
+    label_hysteresis: float = 0.15  # the evidence must cross a label's border by this much to change it
+    confirm_s: float = 10.0  # a new label must win this long in a row (source clock)
+    min_dwell_s: float = 180.0  # a label, once shown, stays this long (source clock; less for fast evidence)
     max_lag_s: float = 10.0  # a stream this far behind the newest one no longer holds fusion back
     reliability: ReliabilityConfig = ReliabilityConfig()
 
@@ -355,6 +362,16 @@ def validate(config: Config) -> Config:
     _check_range("fusion.max_lag_s", f.max_lag_s, 0.0, 86400.0, "s")
     _check_unit("fusion.stress_threshold", f.stress_threshold)
     _check_positive("fusion.neutral_radius", f.neutral_radius, allow_zero=True)
+    _check_unit("fusion.calm_threshold", f.calm_threshold)
+    _check_unit("fusion.negative_valence", f.negative_valence)
+    if f.calm_threshold > f.stress_threshold:
+        raise ConfigError(f"config: fusion.calm_threshold: must be <= fusion.stress_threshold "
+                          f"({f.stress_threshold:g}), got {f.calm_threshold:g}")
+    _check_unit("fusion.min_dimension_confidence", f.min_dimension_confidence)
+    _check_unit("fusion.uncertain_below", f.uncertain_below)
+    _check_unit("fusion.label_hysteresis", f.label_hysteresis)
+    _check_positive("fusion.confirm_s", f.confirm_s, allow_zero=True)
+    _check_positive("fusion.min_dwell_s", f.min_dwell_s, allow_zero=True)
     _check_positive("calibration.rest_s", config.calibration.rest_s, allow_zero=True)
     _check_range("calibration.rest_s", config.calibration.rest_s, 0.0, 86400.0, "s")
     _check_unit("calibration.rest_stress", config.calibration.rest_stress)

@@ -35,11 +35,12 @@ from typing import Any, Callable
 from edge import sdnotify
 from edge.baseline_store import SAVE_EVERY_S, load_baselines, save_baselines, store_path
 from edge.calibration import Calibrator
-from edge.config import Config
+from edge.config import Config, FusionConfig
 from edge.errors import EmotionEdgeError, MissingExtraError, ModelIntegrityError
 from edge.estimators import (DEFAULT_WINDOWS, MODALITY_STREAMS, EstimateUnavailable, Estimator, FrameWindow,
                              StreamWindow, make_estimator)
-from edge.fusion import FusedState, FusionParams, ModalityEstimate, Smoother, fuse, staleness_factor
+from edge.fusion import (FusedState, FusionParams, LabelHolder, ModalityEstimate, Smoother, fuse,
+                         staleness_factor)
 from edge.stream import MODALITIES, STREAM_TO_MODALITY, FrameBlock, SampleBlock
 from edge.limits import (MAX_DUE_PER_STEP, MAX_HOP_S, MAX_STREAM_BUFFER_BYTES, MAX_WINDOW_S, MIN_HOP_S,
                          is_unix_time)
@@ -99,6 +100,17 @@ class _Frames:
     ended: bool = False
 
 
+def fusion_params(fusion: FusionConfig) -> FusionParams:
+    """The fusion rule's parameters from the ``[fusion]`` config section."""
+    return FusionParams(reliability={m: fusion.reliability.for_modality(m) for m in MODALITIES},
+                        smoothing_tau_s=fusion.smoothing_tau_s, stress_threshold=fusion.stress_threshold,
+                        calm_threshold=fusion.calm_threshold, neutral_radius=fusion.neutral_radius,
+                        negative_valence=fusion.negative_valence,
+                        min_dimension_confidence=fusion.min_dimension_confidence,
+                        uncertain_below=fusion.uncertain_below, label_hysteresis=fusion.label_hysteresis,
+                        confirm_s=fusion.confirm_s, min_dwell_s=fusion.min_dwell_s)
+
+
 class Pipeline:
     """Blocks in, states out; pure apart from the models it runs. See the module docstring."""
 
@@ -116,11 +128,9 @@ class Pipeline:
         self.reasons: dict[str, str] = {}  # the latest reason a modality's window gave no estimate
         self.published_upto: dict[str, float] = {}  # newest estimate ts already sent as a modality payload
         fusion = config.fusion
-        rel = fusion.reliability
-        self.params = FusionParams(reliability={m: rel.for_modality(m) for m in MODALITIES},
-                                   smoothing_tau_s=fusion.smoothing_tau_s, stress_threshold=fusion.stress_threshold,
-                                   neutral_radius=fusion.neutral_radius)
-        self.smoother = Smoother(fusion.smoothing_tau_s, fusion.stress_threshold, fusion.neutral_radius)
+        self.params = fusion_params(fusion)
+        self.smoother = Smoother(fusion.smoothing_tau_s)
+        self.labels = LabelHolder(self.params)
         self.calibrator = Calibrator(config.calibration.rest_s, config.calibration.rest_stress)
         self._fusion_grid: HopGrid | None = None
         self.last_fusion: float | None = None
@@ -352,7 +362,7 @@ class Pipeline:
         if not self._stating:
             log.info("states from %.1f on: %s", t, ", ".join(sorted(chosen)))
             self._stating = True
-        fused = self.smoother(fused)
+        fused = self.labels(self.smoother(fused))
         payload = fused.to_payload(missing, self.models(), self.calibrator.is_calibrated(t))
         fresh = {m: e for m, e in chosen.items() if e.ts_unix > self.published_upto.get(m, -math.inf)}
         for m, e in fresh.items():

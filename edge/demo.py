@@ -4,6 +4,12 @@ Needs no mosquitto and no hardware: the broker is ``edge.broker.EmbeddedBroker``
 the sensors are the scripted ``simulate`` source (calm -> stressed -> amused -> calm, every 10
 simulated minutes), and the live view is ``edge.listen.listen`` subscribed to the same broker.
 ``--speed 10`` (the default) makes a state arrive about every half second.
+
+The demo tells the truth from its first seconds: eda and cardiac need 300 s of signal before
+their first estimate, so the simulator's script starts ``PRIME_S`` earlier on its own clock and
+that stretch is produced at full speed (``simulate:prime=``); the table starts where every
+simulated modality is ready and says so. Its times are the simulator's clock (one clock per
+table); a line marks each change of the script's true phase, so the label's lag can be read off.
 """
 
 from __future__ import annotations
@@ -17,7 +23,16 @@ import threading
 import time
 from typing import Any, TextIO
 
+from firmware_bridge.simulate import CYCLE_S
+
 log = logging.getLogger(__name__)
+
+# Three script cycles: eda/cardiac (300-s windows) are full and their 20-min trailing baselines
+# have filled (before that the cardiac model reads the amused phase as stress); ~4 s of CPU.
+PRIME_S = 3 * CYCLE_S
+# Measured over the script's phases (docs/fusion.md; tests/test_demo.py holds it): how long after a
+# phase change (simulated seconds) the label has followed.
+LABEL_LAG_NOTE = "the label follows each phase within about 90 simulated s (300-s physiology windows, hysteresis, dwell)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,10 +93,15 @@ def main(args: argparse.Namespace) -> int:
     log.info("demo: embedded MQTT broker on %s (subscribe with: emotion-edge listen --broker %s)", url, url)
     out = _CountingOut(sys.stdout, args.json)
     ready = threading.Event()
+    show_from: list[float] = []  # set below, before the first state: rows from the end of priming on
+
+    def show(state: dict) -> bool:
+        return bool(show_from) and float(state.get("ts") or 0.0) >= show_from[0] - 1e-6
+
     listener = threading.Thread(
         target=_listen_quietly, name="live-view", daemon=True,
         kwargs=dict(listen=listen, broker_url=url, device_id=args.device_id, as_json=args.json, out=out,
-                    on_ready=ready.set))
+                    on_ready=ready.set, show=show))
     listener.start()
     tmp: Any = None
     try:
@@ -91,16 +111,24 @@ def main(args: argparse.Namespace) -> int:
         if state_dir is None:
             tmp = tempfile.TemporaryDirectory(prefix="emotion-edge-demo-")
             state_dir = tmp.name
-        start_unix = round(time.time(), 3)  # the simulator's clock starts now: its script's phase is known
+        # the script started PRIME_S ago on the simulator's own clock; that part runs at full speed
+        start_unix = round(time.time() - PRIME_S, 3)
+        shown_from = start_unix + PRIME_S
+        show_from.append(shown_from)
+        if not args.json:
+            out.write(f"---- simulated wearable (eeg, ecg -> cardiac, eda) at {args.speed}x; times are the simulator's clock. "
+                      f"Its script started {PRIME_S / 60:.0f} min earlier, run at full speed, so eda/cardiac's "
+                      f"300-s windows and 20-min baselines are full from the first row; {LABEL_LAG_NOTE} ----\n")
+            out.flush()
         overrides: dict[str, Any] = {
-            "daemon.sources": (f"simulate:seed={args.seed},start={start_unix}", *args.sources),
+            "daemon.sources": (f"simulate:seed={args.seed},start={start_unix},prime={PRIME_S:g}", *args.sources),
             "daemon.speed": speed, "daemon.device_id": args.device_id, "daemon.state_dir": state_dir,
             "mqtt.broker": url,
         }
         if args.duration is not None:
             overrides["daemon.duration_s"] = float(args.duration)
         config = load_config(None, overrides)
-        on_state = None if args.json else _phase_announcer(out, start_unix)
+        on_state = None if args.json else _phase_announcer(out, start_unix, shown_from)
         result = asyncio.run(run_daemon(config, on_state=on_state))
         _drain(out, result.states, timeout_s=5.0)
         log.info("demo: %d states published, %d shown", result.states, out.states if args.json else result.states)
@@ -113,13 +141,15 @@ def main(args: argparse.Namespace) -> int:
             tmp.cleanup()
 
 
-def _phase_announcer(out: _CountingOut, start_unix: float) -> Any:
-    """A line in the live view whenever the simulator's scripted (true) phase changes."""
+def _phase_announcer(out: _CountingOut, start_unix: float, shown_from: float) -> Any:
+    """A line in the live view whenever the simulator's scripted (true) phase changes (from the first row shown)."""
     from firmware_bridge.simulate import phase_at  # noqa: PLC0415
 
     last: list[str] = []
 
     def on_state(seq: int, item: Any) -> None:
+        if float(item.payload["ts"]) < shown_from - 1e-6:
+            return
         phase = phase_at(float(item.payload["ts"]) - start_unix)
         if not last or last[-1] != phase:
             last.append(phase)

@@ -519,7 +519,7 @@ def _denial_check(state_dir: Path, device_id: str) -> Check | None:
 
 
 def _baselines_check(state_dir: Path, device_id: str) -> Check:
-    """The eda/cardiac trailing baselines a restart would resume (edge.baseline_store)."""
+    """The eda/cardiac/eeg trailing baselines a restart would resume (edge.baseline_store)."""
     from edge.baseline_store import SAVE_EVERY_S, describe, store_path  # noqa: PLC0415
 
     path = store_path(state_dir, device_id)

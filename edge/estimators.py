@@ -9,7 +9,8 @@ same code the models were trained on.
 Confidence (how sure the model is, [0, 1]):
 - stress models (eda, cardiac): 0.2 + 0.8 |2p - 1| — a p of 0.5 says little but is not nothing;
 - face: the mean top-class probability over the scored frames;
-- eeg (valence/arousal regression): 0.5 + 0.5 min(1, |(v, a)|).
+- eeg (valence/arousal regression): (0.5 + 0.5 min(1, |(v, a)|)) x how full its trailing baseline
+  is (``max(0.2, baseline seconds / EEG_BASELINE_FULL_S)``), v, a being the baseline-relative values.
 Quality ([0, 1]): the feature module's signal quality x the window's data coverage
 (``edge.quality.combine_quality``).
 
@@ -17,17 +18,30 @@ A model whose manifest has ``preprocessing.trailing_baseline`` (eda, cardiac fro
 each window's features beside their deviation from the same stream's trailing mean
 (``edge.features.baseline``); the estimator keeps that per-stream history, so it must see the
 windows in time order, as the daemon gives them.
+
+EEG is read against the wearer's own trailing baseline too, but on the model's *outputs*: the
+eeg model (trained on DEAP with no baseline input) gives an absolute valence/arousal whose
+offset differs from person to person and headset to headset (frontal alpha asymmetry has a
+large, stable individual offset). The estimate's valence/arousal are the outputs minus their
+mean over the trailing ``EEG_BASELINE_SPAN_S`` of usable windows (the "now" being the mean of
+the last ``EEG_AVERAGE_S``, since one 4-s window is noisy) (the model's absolute values stay
+in ``outputs`` as ``valence_absolute``/``arousal_absolute``). A long stretch in one state thus
+drifts towards 0 (the new normal): eeg reports change against the wearer's recent past, not a
+level. The baseline is saved and resumed across restarts like eda/cardiac's
+(``edge.baseline_store``). Face keeps its absolute reading (an expression is already relative to
+a neutral face).
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from edge.features.baseline import TrailingBaseline, input_names, trailing_span_s
+from edge.features.baseline import TRAILING_SPAN_S, TrailingBaseline, input_names, trailing_span_s
 from edge.fusion import ModalityEstimate
 from edge.quality import combine_quality, coverage
 from edge.windows import WindowSpec
@@ -111,11 +125,15 @@ class Estimator:
         """{stream: TrailingBaseline.state()} of the streams with a non-empty baseline (for a restart)."""
         return {stream: b.state() for stream, b in self._baselines.items() if len(b)}
 
+    def _baseline_width(self) -> int:
+        """How many values each row of this estimator's trailing baselines holds."""
+        return len((self.model.manifest.get("preprocessing") or {}).get("feature_names") or ())
+
     def restore_baselines(self, states: Mapping[str, Any]) -> int:
         """Resume saved baselines (``baseline_states``); returns the windows restored. ValueError if unusable."""
         if self._baseline_span_s <= 0:
             return 0
-        n_features = len((self.model.manifest.get("preprocessing") or {}).get("feature_names") or ())
+        n_features = self._baseline_width()
         restored = {stream: TrailingBaseline.from_state(state, n_features) for stream, state in states.items()}
         for baseline in restored.values():
             baseline.span_s = self._baseline_span_s  # the model's span rules, whatever the file says
@@ -241,6 +259,14 @@ class CardiacEstimator(Estimator):
         raise EstimateUnavailable("; ".join(reasons) or "no cardiac stream in the window")
 
 
+EEG_BASELINE_SPAN_S = TRAILING_SPAN_S  # eeg outputs are read against their mean over this trailing span
+EEG_BASELINE_FULL_S = 60.0  # eeg's confidence reaches full once its baseline holds this much signal
+EEG_BASELINE_QUALITY_MIN = 0.5  # windows below this quality do not join the baseline
+# A 4-s window's valence swings by about +-0.6 around its level (simulated and DEAP alike), so the
+# reading is the mean of the usable windows of the last EEG_AVERAGE_S (10 windows at a 2-s hop).
+EEG_AVERAGE_S = 20.0
+
+
 class EegEstimator(Estimator):
     modality = "eeg"
 
@@ -249,6 +275,41 @@ class EegEstimator(Estimator):
         from edge.features import eeg  # noqa: PLC0415
 
         self._analyse = eeg.eeg_quality_and_features
+        self._baseline_span_s = EEG_BASELINE_SPAN_S  # on the model's 2 outputs, not on its features
+        self._recent: collections.deque[tuple[float, float, float]] = collections.deque()  # (end, v, a), last EEG_AVERAGE_S
+
+    def _baseline_width(self) -> int:
+        return 2  # valence, arousal
+
+    def restore_baselines(self, states: Mapping[str, Any]) -> int:
+        """Resume the saved baseline, and the last ``EEG_AVERAGE_S`` of readings from its newest rows."""
+        n = super().restore_baselines(states)
+        baseline = self._baselines.get("eeg")
+        self._recent.clear()
+        if baseline is not None and len(baseline):
+            saved = baseline.state()
+            newest = saved["ends"][-1]
+            self._recent.extend((t, v, a) for t, (v, a) in zip(saved["ends"], saved["rows"]) if t > newest - EEG_AVERAGE_S)
+        return n
+
+    def relative_to_baseline(self, end_unix: float, valence: float, arousal: float, quality: float) -> tuple[float, float, float]:
+        """(valence, arousal) minus their trailing means, and how full the baseline is (0-1]."""
+        baseline = self._baselines.get("eeg")
+        if baseline is None:
+            baseline = self._baselines["eeg"] = TrailingBaseline(self._baseline_span_s)
+        usable = quality >= EEG_BASELINE_QUALITY_MIN
+        row = baseline.model_input(end_unix, np.array([valence, arousal]), usable=usable)
+        reference = row[:2] - row[2:]  # the trailing mean (or this window, with no baseline yet)
+        recent = self._recent
+        if recent and end_unix < recent[-1][0]:
+            recent.clear()  # the source clock went back
+        if usable or not recent:
+            recent.append((end_unix, valence, arousal))
+        while recent[0][0] <= end_unix - EEG_AVERAGE_S:
+            recent.popleft()
+        now = np.mean([[v, a] for _, v, a in recent], axis=0)
+        fill = min(1.0, len(baseline) * max(self.window.hop_s, 1e-6) / EEG_BASELINE_FULL_S)
+        return float(np.clip(now[0] - reference[0], -1, 1)), float(np.clip(now[1] - reference[1], -1, 1)), fill
 
     def estimate(self, end_unix: float, windows: Mapping[str, StreamWindow]) -> ModalityEstimate:
         from edge.errors import ConfigError  # noqa: PLC0415
@@ -264,10 +325,12 @@ class EegEstimator(Estimator):
         if quality <= 0:
             raise EstimateUnavailable(f"eeg signal unusable (coverage {w.coverage:.0%})")
         out = self._predict(features)
-        v, a = float(np.clip(out[0], -1, 1)), float(np.clip(out[1], -1, 1))
-        confidence = 0.5 + 0.5 * min(1.0, float(np.hypot(v, a)))
-        return self._finish(end_unix, {"valence": round(v, 4), "arousal": round(a, 4)}, confidence, quality,
-                            valence=v, arousal=a)
+        v_abs, a_abs = float(np.clip(out[0], -1, 1)), float(np.clip(out[1], -1, 1))
+        v, a, fill = self.relative_to_baseline(end_unix, v_abs, a_abs, quality)
+        confidence = (0.5 + 0.5 * min(1.0, float(np.hypot(v, a)))) * max(0.2, fill)
+        outputs = {"valence": round(v, 4), "arousal": round(a, 4),
+                   "valence_absolute": round(v_abs, 4), "arousal_absolute": round(a_abs, 4)}
+        return self._finish(end_unix, outputs, confidence, quality, valence=v, arousal=a)
 
 
 class FaceEstimator(Estimator):

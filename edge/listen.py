@@ -1,9 +1,15 @@
 """``emotion-edge listen``: subscribe to published states (and status) and show them live.
 
-One line per state (time, device, seq, label, valence, arousal, stress, confidence, each
-modality's quality/weight, what is missing), or with ``--json`` each state exactly as received,
+One line per state (time, device, seq, label and its confidence, valence, arousal, stress,
+confidence, each modality's quality/weight, what is missing and in short why), or with
+``--json`` each state exactly as received,
 one JSON object per line (status changes then go to the log on stderr, so stdout stays JSON).
 When the broker goes away it says so in one line and reconnects.
+
+One clock per table: a state row's time is the state's ``ts``, on the source's clock (a
+replayed recording's, or the simulator's), never the wall clock; status rows (online/offline)
+have no source time and leave the time column empty. A dimension no modality informs
+(schema 2: ``null``) shows as ``-``.
 """
 
 from __future__ import annotations
@@ -30,12 +36,14 @@ DEFAULT_BROKER_URL = "mqtt://127.0.0.1:1883"
 MAX_SESSION_ID_BYTES = 128
 
 _HEADER = (
-    f"{'time':8}  {'device':14} {'seq':>7}  {'label':10} {'val':>6} {'aro':>6} {'stress':>6} "
+    f"{'time':8}  {'device':14} {'seq':>7}  {'label':10} {'sure':>4} {'val':>6} {'aro':>6} {'stress':>6} "
     f"{'conf':>5}  modalities (quality/weight)  missing"
 )
 
 
 def _num(value: Any, fmt: str) -> str:
+    if value is None:
+        return "-"  # a dimension with no evidence (null), not a missing field
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return "?"
     try:
@@ -54,8 +62,17 @@ def state_problem(state: dict) -> str | None:
     return None
 
 
+def short_reason(reason: str, limit: int = 16) -> str:
+    """A missing modality's reason in a few words: ``warming up``, ``stale 31 s``, ``no face in view``."""
+    text = str(reason)
+    if text.startswith("stale: last estimate "):
+        return "stale " + text[len("stale: last estimate "):].split(" old")[0]
+    head = text.split(":")[0].split(" (")[0].split(";")[0].strip()
+    return head if len(head) <= limit else head[: limit - 1] + "…"
+
+
 def format_state_line(state: dict, repeat: bool = False) -> str:
-    """One readable line for a state (fields that are absent show as ``?``)."""
+    """One readable line for a state (fields that are absent show as ``?``, null dimensions as ``-``)."""
     ts = state.get("ts")
     when = time.strftime("%H:%M:%S", time.localtime(ts)) if isinstance(ts, (int, float)) else "?"
     modalities = state.get("modalities") if isinstance(state.get("modalities"), dict) else {}
@@ -68,12 +85,13 @@ def format_state_line(state: dict, repeat: bool = False) -> str:
     reasons = state.get("missing_reasons") if isinstance(state.get("missing_reasons"), dict) else {}
     missing = state.get("missing") if isinstance(state.get("missing"), list) else []
     missing_text = ", ".join(
-        f"{name} ({reasons[name]})" if isinstance(name, str) and name in reasons else str(name)
+        f"{name} ({short_reason(reasons[name])})" if isinstance(name, str) and name in reasons else str(name)
         for name in missing
     )
     line = (
         f"{when:8}  {str(state.get('device_id', '?'))[:14]:14} {_num(state.get('seq'), 'd'):>7}  "
-        f"{str(state.get('label', '?'))[:10]:10} {_num(state.get('valence'), '+.2f'):>6} "
+        f"{str(state.get('label', '?'))[:10]:10} {_num(state.get('label_confidence'), '.2f'):>4} "
+        f"{_num(state.get('valence'), '+.2f'):>6} "
         f"{_num(state.get('arousal'), '+.2f'):>6} {_num(state.get('stress'), '.2f'):>6} "
         f"{_num(state.get('confidence'), '.2f'):>5}  "
         f"{' | '.join(parts) or '-':27}  {missing_text or '-'}"
@@ -98,6 +116,7 @@ def listen(
     username: str | None = None,
     password: str | None = None,
     session: str | None = None,
+    show: Callable[[dict], bool] | None = None,
 ) -> int:
     """Print states from ``<prefix>/<device_id>/state`` until ``count`` states or ``duration_s``.
 
@@ -107,7 +126,8 @@ def listen(
     system's), ``cert_file``/``key_file`` a client certificate. ``username``/``password`` are used
     where the URL carries none. ``session`` names a persistent session (client id, clean session
     off, QoS 1): the broker keeps the subscription and queues states while this listener is away,
-    so nothing is missed across its restarts. Returns the number of states received.
+    so nothing is missed across its restarts. ``show`` (table only) decides which states get a
+    row (default: all). Returns the number of states received.
     """
     import paho.mqtt.client as mqtt
 
@@ -204,7 +224,7 @@ def listen(
                         log.info("%s is %s%s", device, text, " (retained)" if retained else "")
                     else:
                         print(
-                            f"{time.strftime('%H:%M:%S')}  {device[:14]:14} status {text}"
+                            f"{'':8}  {device[:14]:14} status {text}"
                             f"{' (retained)' if retained else ''}",
                             file=out,
                             flush=True,
@@ -233,7 +253,7 @@ def listen(
                 if as_json:
                     out.write(payload.decode("utf-8", "replace").rstrip("\n") + "\n")
                     out.flush()
-                else:
+                elif show is None or show(state):
                     print(line, file=out, flush=True)
                 if validator is not None:
                     for problem in validator(state):

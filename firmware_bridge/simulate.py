@@ -21,6 +21,10 @@ Spec: ``simulate`` or ``simulate:OPTIONS`` with comma-separated ``key=value`` op
 - ``seed=42``          random seed (same seed -> the same signals, block for block)
 - ``start=UNIX``       unix time of the first sample (default: wall-clock time when streaming starts)
 - ``duration=SECONDS`` simulated seconds after which the source ends (default: never ends)
+- ``prime=SECONDS``    the first SECONDS of the script are produced as fast as possible, then the
+                       source keeps to ``speed`` (default 0); with ``start=`` that many seconds
+                       before now, the script has started earlier on its own clock and the
+                       daemon's long windows (eda/cardiac: 300 s) are full from the first states
 - ``line_hz=50``       add mains interference at 50 or 60 Hz to the EEG (default 0 = none)
 - ``streams=eeg+ecg``  which streams to produce (default eeg+ecg+eda)
 
@@ -153,15 +157,18 @@ class Pacer:
     every ``yield_every`` calls, so a source never starves the rest of the daemon.
     """
 
-    def __init__(self, speed: float | None, yield_every: int = 16):
+    def __init__(self, speed: float | None, yield_every: int = 16, free_until_s: float = 0.0):
         self.speed = speed
         self.yield_every = yield_every
-        self._wall0 = time.monotonic()
+        self.free_until_s = float(free_until_s)  # time line up to here is not held back (priming)
+        self._wall0: float | None = time.monotonic() if self.free_until_s <= 0 else None
         self._since_yield = 0
 
     async def until(self, t_s: float) -> None:
-        if self.speed is not None:
-            delay = self._wall0 + t_s / self.speed - time.monotonic()
+        if self.speed is not None and t_s > self.free_until_s:
+            if self._wall0 is None:  # priming done: the paced part starts now
+                self._wall0 = time.monotonic()
+            delay = self._wall0 + (t_s - self.free_until_s) / self.speed - time.monotonic()
             if delay > 0:
                 self._since_yield = 0
                 await asyncio.sleep(delay)
@@ -378,6 +385,7 @@ _OPTIONS: dict[str, Callable[[str], Any]] = {
     "seed": int,
     "start": float,
     "duration": float,
+    "prime": float,
     "line_hz": float,
     "streams": lambda v: tuple(s for s in v.split("+") if s),
 }
@@ -387,7 +395,8 @@ class SimulatedWearable(Source):
     """EEG + ECG + EDA following the calm -> stressed -> amused -> calm script (see module doc)."""
 
     def __init__(self, seed: int = 42, start_unix: float | None = None, duration_s: float | None = None,
-                 line_hz: float = 0.0, streams: tuple[str, ...] = STREAM_ORDER, speed: float | None = 1.0):
+                 line_hz: float = 0.0, streams: tuple[str, ...] = STREAM_ORDER, speed: float | None = 1.0,
+                 prime_s: float = 0.0):
         super().__init__()
         bad = [s for s in streams if s not in STREAM_ORDER]
         if bad or not streams:
@@ -401,6 +410,9 @@ class SimulatedWearable(Source):
             raise SourceError(f"source 'simulate': line_hz must be 0, 50 or 60, got {line_hz:g}")
         if speed is not None and speed <= 0:
             raise SourceError(f"source 'simulate': speed must be > 0 (or None for as fast as possible), got {speed}")
+        if not prime_s >= 0:
+            raise SourceError(f"source 'simulate': prime must be >= 0 s, got {prime_s:g}")
+        self.prime_s = float(prime_s)
         self.seed = seed
         self.start_unix = start_unix  # set when streaming starts if not given
         self.duration_s = duration_s
@@ -413,7 +425,8 @@ class SimulatedWearable(Source):
     def from_spec(cls, target: str, speed: float | None) -> SimulatedWearable:
         opts = parse_options(target.lstrip("?"), _OPTIONS, f"simulate:{target}")
         return cls(seed=opts.get("seed", 42), start_unix=opts.get("start"), duration_s=opts.get("duration"),
-                   line_hz=opts.get("line_hz", 0.0), streams=opts.get("streams", STREAM_ORDER), speed=speed)
+                   line_hz=opts.get("line_hz", 0.0), streams=opts.get("streams", STREAM_ORDER), speed=speed,
+                   prime_s=opts.get("prime", 0.0))
 
     def phase_at_unix(self, ts_unix: float) -> str:
         """The scripted truth at a block's timestamp (after streaming started)."""
@@ -427,7 +440,7 @@ class SimulatedWearable(Source):
         start_unix = self.start_unix
         signals = WearableSignals(self.seed, self.line_hz)
         self.stats.connected = True
-        pacer = Pacer(self.speed)
+        pacer = Pacer(self.speed, free_until_s=self.prime_s)
         chunk_index = 0
         log.info("simulate: streaming %s from %.3f (seed %d%s)", "+".join(self.streams), start_unix,
                  self.seed, f", {self.duration_s:g} s" if self.duration_s else "")

@@ -52,7 +52,8 @@ def test_estimate_has_the_contract_fields_in_range(signals, modality, stream):
     assert e.model_version == TFLiteModel(modality).version
     if modality == "eeg":
         assert -1 <= e.valence <= 1 and -1 <= e.arousal <= 1 and e.stress is None
-        assert set(e.outputs) == {"valence", "arousal"}
+        assert set(e.outputs) == {"valence", "arousal", "valence_absolute", "arousal_absolute"}
+        assert e.valence == pytest.approx(0.0, abs=1e-6)  # the first window is its own baseline: no change yet
     else:
         assert 0 <= e.stress <= 1 and e.outputs["stress"] == pytest.approx(e.stress, abs=1e-3)
 
@@ -199,3 +200,39 @@ def test_a_manifest_with_a_broken_trailing_baseline_is_refused_in_one_line():
         with pytest.raises(ModelIntegrityError, match=match) as info:
             check_feature_names("eda", {"preprocessing": {**good, "trailing_baseline": broken}})
         assert "\n" not in str(info.value)
+
+
+def eeg_run(est, data: np.ndarray, start_s: float, end_s: float, t0: float = 1e9) -> list:
+    hop, length = est.window.hop_s, est.window.length_s
+    return [est.estimate(t0 + end, {"eeg": make_window("eeg", data, end - length, length, t0)})
+            for end in np.arange(start_s + length, end_s + 1e-9, hop)]
+
+
+def test_eeg_is_read_against_the_wearers_own_trailing_baseline(signals):
+    """Two wearers whose headsets differ by a constant asymmetry offset: absolute valence differs, relative much less."""
+    plain = signals["eeg"]
+    offset = plain.copy()
+    offset[:, 2] *= 1.35  # AF8 35 % larger: ln-power asymmetry +0.6, a fit/skin difference, not an emotion
+    a, b = estimator("eeg"), estimator("eeg")
+    run_a, run_b = eeg_run(a, plain, 0.0, 480.0), eeg_run(b, offset, 0.0, 480.0)
+    late = slice(len(run_a) // 2, None)  # after a few minutes of baseline
+    abs_gap = np.mean([abs(x.outputs["valence_absolute"] - y.outputs["valence_absolute"]) for x, y in zip(run_a[late], run_b[late])])
+    rel_gap = np.mean([abs(x.valence - y.valence) for x, y in zip(run_a[late], run_b[late])])
+    assert abs_gap > 0.2 and rel_gap < abs_gap / 2, (abs_gap, rel_gap)
+    amused = [e.valence for e in run_a if 1e9 + 380 <= e.ts_unix <= 1e9 + 480]
+    stressed = [e.valence for e in run_a if 1e9 + 230 <= e.ts_unix <= 1e9 + 330]
+    assert np.mean(amused) > np.mean(stressed)  # the script's valence still shows, as change
+    assert run_a[0].confidence < run_a[-1].confidence  # a new baseline is trusted less
+
+
+def test_eeg_baseline_is_saved_and_resumed_for_the_same_model(signals, tmp_path):
+    from edge.baseline_store import load_baselines, save_baselines, store_path
+
+    before = estimator("eeg")
+    eeg_run(before, signals["eeg"], 0.0, 300.0)
+    path = store_path(tmp_path, "head-1")
+    assert save_baselines(path, {"eeg": before})
+    after = estimator("eeg")
+    assert load_baselines(path, {"eeg": after}) == len(before.baseline_states()["eeg"]["ends"]) > 100
+    for x, y in zip(eeg_run(before, signals["eeg"], 300.0, 360.0), eeg_run(after, signals["eeg"], 300.0, 360.0)):
+        assert x.valence == pytest.approx(y.valence, abs=1e-5) and x.confidence == pytest.approx(y.confidence, abs=1e-6)

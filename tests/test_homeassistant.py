@@ -78,12 +78,14 @@ def test_run_with_homeassistant_leaves_discovery_configs_that_ha_accepts(mqtt_br
 
     # every template renders on every real state; numbers parse as numbers or are "None" (unknown)
     label_config = next(c for c in parsed.values() if c["unique_id"].endswith("_label"))
-    assert label_config.get("options", []) == state_labels()  # the schema's enum (HA: an enum sensor)
+    # the schema's label enum (schema 2), so HA shows an enum sensor whose options cover every state
+    assert label_config["device_class"] == "enum" and label_config["options"] == state_labels()
+    assert {"uncertain", "stressed", "calm", "neutral"} <= set(label_config["options"])
     for state in states:
         for config in parsed.values():
             value = render(config["value_template"], state)
             if config["unique_id"].endswith("_label"):
-                assert value in label_config.get("options", [value]), value
+                assert value in label_config["options"], value
             elif config["unique_id"].endswith("_stressed"):
                 assert value == ("ON" if state["label"] == "stressed" else "OFF")
             elif value != "None":

@@ -27,7 +27,11 @@ def make_state(i: int) -> dict:
         "valence": -0.3,
         "arousal": 0.55,
         "stress": 0.81,
+        "valence_confidence": 0.4,
+        "arousal_confidence": 0.7,
+        "stress_confidence": 0.9,
         "label": "stressed",
+        "label_confidence": 0.77,
         "confidence": 0.66,
         "modalities": {
             "cardiac": {"quality": 0.95, "weight": 0.7, "ts": now, "outputs": {"stress": 0.85}},
@@ -37,7 +41,7 @@ def make_state(i: int) -> dict:
         "missing_reasons": {"face": "no face in view"},
         "models": {"cardiac": "1.0.0", "eda": "1.0.0"},
         "calibrated": True,
-        "schema_version": 1,
+        "schema_version": 2,
     }
 
 
@@ -279,3 +283,14 @@ def test_listen_credentials_and_tls_flags_are_checked_in_one_line(tmp_path):
     assert proc.returncode == 2 and "--password-file" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     version = run_cli("listen", "--version")
     assert version.returncode == 0 and version.stdout.startswith("emotion-edge listen ")
+
+
+def test_format_shows_a_null_dimension_as_a_dash_and_missing_reasons_in_short():
+    state = {**make_state(0), "valence": None, "valence_confidence": 0.0, "seq": 3, "device_id": "d",
+             "missing": ["eeg", "face"],
+             "missing_reasons": {"eeg": "warming up: first window not complete", "face": "stale: last estimate 31 s old"}}
+    line = format_state_line(state)
+    fields = line.split()
+    assert fields[3] == "stressed" and fields[4] == "0.77" and fields[5] == "-" and fields[6] == "+0.55"
+    assert "eeg (warming up)" in line and "face (stale 31 s)" in line and "first window" not in line
+    assert "?" not in line  # a null is known to be unknown, not a missing field

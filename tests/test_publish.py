@@ -32,7 +32,11 @@ def make_state(i: int) -> dict:
         "valence": round(0.5 - 0.01 * i, 3),
         "arousal": -0.25,
         "stress": 0.4,
+        "valence_confidence": 0.5,
+        "arousal_confidence": 0.6,
+        "stress_confidence": 0.8,
         "label": "calm",
+        "label_confidence": 0.45,
         "confidence": 0.7,
         "modalities": {
             "eda": {"quality": 0.9, "weight": 0.6, "ts": now, "outputs": {"stress": 0.42}},
@@ -52,7 +56,7 @@ def make_state(i: int) -> dict:
         "missing_reasons": {"eeg": "no headset configured"},
         "models": {"eda": "1.0.0", "face": "1.0.0"},
         "calibrated": False,
-        "schema_version": 1,
+        "schema_version": 2,
     }
 
 
@@ -244,6 +248,61 @@ def test_schema_rejects_out_of_range_values_typos_and_unexplained_missing_modali
     assert validate_state(bad_label)
     no_seq = {k: v for k, v in good.items() if k != "seq"}
     assert any("seq" in p for p in validate_state(no_seq))
+
+
+def test_schema_2_allows_null_dimensions_only_with_zero_confidence_and_a_fitting_label():
+    good = {**make_state(0), "seq": 0, "device_id": DEVICE}
+    physiology_only = {**good, "valence": None, "valence_confidence": 0.0, "label": "stressed"}
+    assert validate_state(physiology_only) == []
+    assert validate_state({**physiology_only, "label": "calm"}) == []
+    assert validate_state({**physiology_only, "label": "uncertain"}) == []
+    for needs_valence in ("sad", "happy", "tense", "excited"):  # never without a valence source
+        assert validate_state({**physiology_only, "label": needs_valence}), needs_valence
+    assert validate_state({**physiology_only, "valence_confidence": 0.3})  # null is not a guess with confidence
+    assert validate_state({**good, "valence": 0.0, "valence_confidence": 0.0}) == []  # a measured 0 is a value
+    assert validate_state({**good, "stress": None, "stress_confidence": 0.0, "label": "calm"}) == []
+    assert validate_state({**good, "label": "joyful"})  # label is an enum
+    assert validate_state({**good, "label_confidence": 1.2})
+    assert validate_state({**good, "schema_version": 1})
+    assert any("label_confidence" in p for p in validate_state({k: v for k, v in good.items() if k != "label_confidence"}))
+
+
+def test_fused_states_of_every_modality_subset_validate_after_a_real_broker(broker, tmp_path):
+    """States as edge.fusion makes them (incl. null valence from physiology only), taken off the broker."""
+    import itertools
+
+    from edge.fusion import FusionParams, LabelHolder, ModalityEstimate, Smoother, fuse
+    from edge.stream import MODALITIES
+
+    def estimate(m: str, t: float) -> ModalityEstimate:
+        if m == "face":
+            probs = {"happy": 0.1, "neutral": 0.2, "angry": 0.6, "sad": 0.1}
+            return ModalityEstimate("face", t, {"label": "angry", "probs": probs}, confidence=0.6, quality=0.9)
+        if m == "eeg":
+            return ModalityEstimate("eeg", t, {"valence": -0.2, "arousal": 0.4}, valence=-0.2, arousal=0.4,
+                                    confidence=0.7, quality=0.8)
+        return ModalityEstimate(m, t, {"stress": 0.8}, stress=0.8, confidence=0.68, quality=0.95)
+
+    subsets = [c for r in range(1, len(MODALITIES) + 1) for c in itertools.combinations(MODALITIES, r)]
+    expected = []
+    sub = Subscriber(broker.url)
+    with StatePublisher(broker.url, DEVICE, state_dir=tmp_path) as pub:
+        for i, subset in enumerate(subsets):
+            params = FusionParams()
+            state = LabelHolder(params)(Smoother(10.0)(fuse({m: estimate(m, 100.0 + i) for m in subset}, 100.0 + i, params)))
+            payload = state.to_payload({m: "not worn" for m in MODALITIES if m not in subset}, {m: "1" for m in subset}, False)
+            pub.publish_state(payload)
+            expected.append(subset)
+        assert sub.wait(lambda s: len(s.states()) == len(subsets), 10)
+    states = sub.states()
+    sub.close()
+    for subset, state in zip(expected, states):
+        assert validate_state(state) == [], (subset, state)
+        assert state["schema_version"] == 2
+        has_valence_source = bool({"face", "eeg"} & set(subset))
+        assert (state["valence"] is None) == (not has_valence_source), subset
+        if not has_valence_source:
+            assert state["valence_confidence"] == 0 and state["label"] in ("stressed", "calm", "neutral", "uncertain")
 
 
 def test_seq_continues_across_a_new_publisher_on_the_same_state_dir(broker, tmp_path):

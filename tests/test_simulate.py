@@ -252,6 +252,32 @@ def test_speed_one_paces_in_real_time():
     assert {b.stream for b in got} >= {"eeg", "ecg", "eda"}
 
 
+def test_prime_runs_the_first_seconds_at_full_speed_then_keeps_to_speed():
+    """``prime=S``: the script's first S simulated seconds come at once (the demo's head start), then real time."""
+    async def run():
+        source = open_source(f"simulate:start={START},prime=60", 1.0)
+        got = []
+
+        async def consume():
+            async for block in source.blocks():
+                got.append(block)
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(1.5)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        return got
+
+    got = asyncio.run(run())
+    delivered_s = max(b.end_unix for b in got if b.stream == "eeg") - START
+    assert 60.0 <= delivered_s <= 61.6  # all 60 primed seconds, then at most 1.5 s more at speed 1
+    with pytest.raises(SourceError, match="prime"):
+        open_source("simulate:prime=-1", 1.0)
+
+
 def test_speed_none_runs_fast_and_lets_other_tasks_run():
     async def run():
         ticks = 0
