@@ -9,6 +9,7 @@ rounding. Skips (saying why) where tflite-runtime has no wheel or the registry c
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -20,10 +21,10 @@ import pytest
 from conftest import REPO_ROOT, run_cli
 
 # How far apart the two runtimes may be, in int8 output steps: (largest, mean). They round
-# differently inside (kernels, requantization), measured on 1000 examples a model: the small dense
-# physiological models agree exactly on 99 % and are at most 2 steps apart; the face CNN requantizes
-# through ~10 int8 layers, mean 0.84 steps, at most 9 (0.035 in probability).
-TOLERANCE_STEPS = {"face": (12, 1.5), "eda": (2, 0.1), "cardiac": (2, 0.1), "eeg": (2, 0.1)}
+# differently inside (kernels, requantization). Measured on 1000 examples a model on x86: the small
+# dense physiological models agree exactly on 99 %, at most 2 steps apart (3 seen on aarch64); the
+# face CNN requantizes through ~10 int8 layers: mean 0.84 steps, at most 9 (0.035 in probability).
+TOLERANCE_STEPS = {"face": (12, 1.5), "eda": (4, 0.1), "cardiac": (4, 0.1), "eeg": (4, 0.1)}
 EXAMPLES_PER_MODEL = 64
 
 # Run by both interpreters: the same deterministic inputs through every shipped model, as JSON.
@@ -101,8 +102,6 @@ def tflite_venv(tmp_path_factory) -> Path:
 
 
 def _predict(python: Path | str, env: dict | None = None) -> dict:
-    import os
-
     proc = subprocess.run([str(python), "-c", PREDICT_SCRIPT, str(EXAMPLES_PER_MODEL)], capture_output=True,
                           text=True, timeout=300, cwd=REPO_ROOT / "tests", env=dict(os.environ, **(env or {})))
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -117,8 +116,7 @@ def test_the_extra_installs_tflite_runtime_with_a_numpy_it_runs_under(tflite_ven
     assert int(numpy_version.split(".")[0]) < 2, numpy_version
     assert tuple(int(p) for p in tflite_version.split(".")[:2]) >= (2, 14), tflite_version
     listed = subprocess.run([str(tflite_venv.parent / "emotion-edge"), "models", "list"], capture_output=True,
-                            text=True, timeout=120, env={"EMOTION_EDGE_TFLITE_RUNTIME": "tflite-runtime",
-                                                         "PATH": "/usr/bin:/bin"})
+                            text=True, timeout=120, env=dict(os.environ, EMOTION_EDGE_TFLITE_RUNTIME="tflite-runtime"))
     assert listed.returncode == 0, listed.stderr
     assert "runtime: tflite-runtime" in listed.stdout, listed.stdout
     assert all(line.split()[-1] == "ok" for line in listed.stdout.splitlines() if line and not line.startswith("(")), \
@@ -152,8 +150,8 @@ def test_tflite_runtime_under_numpy_2_is_refused_in_one_line(tflite_venv, tmp_pa
     numpy2 = tmp_path / "numpy2"
     _skip_or_fail(_pip(tflite_venv, "install", "--no-deps", "--target", str(numpy2), "numpy>=2"), "numpy 2")
     proc = subprocess.run([str(tflite_venv.parent / "emotion-edge"), "models", "list"], capture_output=True,
-                          text=True, timeout=120, env={"EMOTION_EDGE_TFLITE_RUNTIME": "tflite-runtime",
-                                                       "PYTHONPATH": str(numpy2), "PATH": "/usr/bin:/bin"})
+                          text=True, timeout=120, env=dict(os.environ, EMOTION_EDGE_TFLITE_RUNTIME="tflite-runtime",
+                                                           PYTHONPATH=str(numpy2)))
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "numpy<2" in lines[0] and "emotion-edge[tflite]" in lines[0], proc.stderr
