@@ -68,13 +68,29 @@ def log(message: str) -> None:
     print(f"pi-lane: {message}", flush=True)
 
 
+# The Pi 4's core. qemu's default model ("max") has instructions a Pi 4 lacks (dot products, i8mm),
+# on which the TFLite int8 kernels take other paths and round differently: states then differ from
+# x86's (seen: every state of the replay). $PI_QEMU_CPU overrides it for such an experiment.
+QEMU_CPU = os.environ.get("PI_QEMU_CPU", "cortex-a72")
+
+FACTS = ("import importlib.metadata as m, json, platform; print(json.dumps({'machine': platform.machine(), "
+         "'python': platform.python_version(), 'numpy': m.version('numpy'), "
+         "'ai-edge-litert': m.version('ai-edge-litert')}))")
+
+
 def pi_env(pi_dir: Path) -> dict[str, str]:
-    return dict(os.environ, PI_DIR=str(pi_dir))
+    return dict(os.environ, PI_DIR=str(pi_dir), QEMU_CPU=QEMU_CPU)
 
 
-def on_pi(pi_dir: Path, *args: str) -> list[str]:
+def on_pi(*args: str) -> list[str]:
     """A command run in the emulated Pi (its venv's bin/ first on PATH)."""
     return ["bash", str(EMULATOR), "run", *args]
+
+
+def facts(python: list[str], pi_dir: Path) -> dict:
+    """Machine, Python and the versions that decide the numbers, as the given interpreter sees them."""
+    proc = subprocess.run([*python, "-c", FACTS], env=pi_env(pi_dir), capture_output=True, text=True, timeout=300)
+    return json.loads(proc.stdout) if proc.returncode == 0 else {"error": proc.stderr.strip()[-300:]}
 
 
 def run(cmd: list[str], pi_dir: Path, cwd: Path | None = None, timeout: float = 3600) -> None:
@@ -110,10 +126,10 @@ def ensure_locked_packages(pi_dir: Path) -> bool:
     if stamp.exists() and stamp.read_text().strip() == wanted:
         return False
     log("installing requirements/build.lock and test.lock into the Pi's venv (aarch64 wheels)")
-    run(on_pi(pi_dir, str(pi_dir / "root" / "usr" / "bin" / "python3.11"), "-m", "venv", "--clear",
+    run(on_pi(str(pi_dir / "root" / "usr" / "bin" / "python3.11"), "-m", "venv", "--clear",
               str(pi_dir / "venv")), pi_dir)
     for name in LOCKS:
-        run(on_pi(pi_dir, "python", "-m", "pip", "install", "--disable-pip-version-check", "-q",
+        run(on_pi("python", "-m", "pip", "install", "--disable-pip-version-check", "-q",
                   "--require-hashes", "-r", str(REPO / "requirements" / name)), pi_dir)
     stamp.write_text(wanted + "\n")
     return True
@@ -123,14 +139,14 @@ def install_project(pi_dir: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="pi-lane-src-") as tmp:
         shutil.copytree(REPO, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(
             ".git", ".venv*", "build", "dist", "runs", "var", "*.egg-info", "__pycache__", ".pytest_cache"))
-        run(on_pi(pi_dir, "python", "-m", "pip", "install", "--disable-pip-version-check", "-q", "--no-deps",
+        run(on_pi("python", "-m", "pip", "install", "--disable-pip-version-check", "-q", "--no-deps",
                   "--no-build-isolation", "--force-reinstall", tmp), pi_dir)
 
 
 # -- 3: tests -------------------------------------------------------------------------------------
 
 def run_tests(pi_dir: Path, extra: list[str]) -> dict:
-    cmd = on_pi(pi_dir, "python", "-m", "pytest", "--import-mode=importlib", "-p", "no:cacheprovider", "-q",
+    cmd = on_pi("python", "-m", "pytest", "--import-mode=importlib", "-p", "no:cacheprovider", "-q",
                 "-m", PI_MARKERS, *PI_TESTS, *extra)
     log(f"runtime tests on the Pi: {len(PI_TESTS)} files, -m '{PI_MARKERS}'")
     proc = subprocess.Popen(cmd, env=pi_env(pi_dir), cwd=REPO / "tests", stdout=subprocess.PIPE,
@@ -262,10 +278,13 @@ def parity(pi_dir: Path, out_dir: Path) -> dict:
         work = Path(tmp)
         folder, what = replay_folder(work)
         log(f"parity replay: {what}")
+        machines = {"x86": facts([sys.executable], pi_dir), "pi": facts(on_pi("python"), pi_dir)}
+        if machines["pi"].get("machine") != "aarch64":
+            raise SystemExit(f"pi-lane: the emulated Pi's python does not run as aarch64: {machines['pi']}")
         t0 = time.monotonic()
         x86 = replay_states([sys.executable], folder, work, pi_dir, timeout_s=600)
         t1 = time.monotonic()
-        pi = replay_states(on_pi(pi_dir, "python"), folder, work, pi_dir, timeout_s=1800)
+        pi = replay_states(on_pi("python"), folder, work, pi_dir, timeout_s=1800)
         t2 = time.monotonic()
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, payloads in (("x86", x86), ("pi", pi)):
@@ -276,7 +295,7 @@ def parity(pi_dir: Path, out_dir: Path) -> dict:
     result = {"replay": what, "states_x86": len(a), "states_pi": len(b), "states_with_eda_and_cardiac": with_models,
               "identical": len(a) == len(b) and not differing, "first_differing": differing[:5],
               "bytes_identical": x86 == pi, "x86_s": round(t1 - t0, 1), "pi_s": round(t2 - t1, 1),
-              "excluded_keys": sorted(WALL_CLOCK_KEYS)}
+              "excluded_keys": sorted(WALL_CLOCK_KEYS), "qemu_cpu": QEMU_CPU, "machines": machines}
     if not a or not with_models:
         result["identical"] = False
         result["why"] = "the replay gave no states with model estimates: nothing was compared"
