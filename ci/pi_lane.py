@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -217,12 +216,6 @@ def replay_folder(work: Path) -> tuple[Path, str]:
         return out, f"stress-predict {REPLAY_SUBJECT}, {REPLAY_START_S:.0f}-{REPLAY_START_S + REPLAY_LENGTH_S:.0f} s"
     write_e4_fixture(out, REPLAY_LENGTH_S)
     return out, f"an E4-layout fixture of {REPLAY_LENGTH_S:.0f} s (stress-predict not found at {source})"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def replay_states(daemon: list[str], folder: Path, work: Path, pi_dir: Path, timeout_s: float) -> list[bytes]:

@@ -5,7 +5,8 @@ quantization, preprocessing, output semantics, sha256) and ``<name>.md`` (its mo
 A model whose bytes do not hash to the manifest's sha256 is refused with one line.
 
 Runtime: ``ai-edge-litert`` (the maintained TFLite runtime) first, ``tflite-runtime`` as
-the fallback import. TensorFlow is never imported here.
+the fallback import; ``$EMOTION_EDGE_TFLITE_RUNTIME`` names one to use it alone (docs/deploy.md).
+TensorFlow is never imported here.
 """
 
 from __future__ import annotations
