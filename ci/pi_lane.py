@@ -41,8 +41,8 @@ LOCKS = ("build.lock", "test.lock")  # in this order: pip/setuptools/wheel first
 # decoders, replays, the outbox, the daemon end to end and the [tflite] extra (tflite-runtime has
 # aarch64 wheels). Left out: training (marked `train`; no TensorFlow there), the dataset loaders and
 # `models evaluate` (test_stress_predict: 5 emulated minutes, the same models and features as
-# test_estimators), and pure-Python suites with no native code of their own (demo, broker, ACL,
-# listen, config, BLE logic), which `make test` runs.
+# test_estimators), and the suites of Python over sockets and ptys with no native code of their
+# own (broker, ACL, publish, listen, config, BLE logic, demo, bench, faults, soak), which `make test` runs.
 PI_TESTS = (
     "test_models_runtime.py", "test_estimators.py", "test_physio_features.py", "test_eeg.py",
     "test_fusion.py", "test_windows.py", "test_trailing_baseline.py", "test_replay.py",
@@ -52,8 +52,9 @@ PI_TESTS = (
 )
 PI_MARKERS = "not train"
 
-# The replay: 8 minutes of stress-predict S01 (dense IBI there): the eda/cardiac windows (300 s)
-# fill at 5 minutes, so the last 3 minutes carry model estimates on top of the quality-only states.
+# The replay: 8 minutes of stress-predict S01 (worn from the start: skin contact, a clean pulse
+# wave). The eda/cardiac windows (300 s) fill at 5 minutes; from then on a state every 5 s (37),
+# each with both models' estimates.
 REPLAY_SUBJECT = "S01"
 REPLAY_START_S = 0.0
 REPLAY_LENGTH_S = 480.0
