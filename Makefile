@@ -15,7 +15,7 @@ ARGS   ?=
 # The tests import the installed package; --import-mode=importlib keeps the repo off sys.path.
 PYTEST := -m pytest --import-mode=importlib -p no:cacheprovider -q
 
-.PHONY: run test setup setup-test bench lock test-latest clean
+.PHONY: run test setup setup-test bench lock test-latest test-pi clean
 
 # pip, setuptools and wheel themselves come from the lock; the project is then built with
 # --no-build-isolation so no unpinned build dependency is fetched either.
@@ -62,6 +62,14 @@ test-latest:
 	.venv-latest/bin/python -m pip install -q --upgrade pip
 	.venv-latest/bin/python -m pip install -q --upgrade ".[camera,record,report,test,train]"
 	cd tests && ../.venv-latest/bin/python $(PYTEST) $(ARGS) .
+
+# The aarch64 lane: an emulated Raspberry Pi 4 (ci/pi-emulator: Debian Bookworm arm64, CPython 3.11,
+# qemu-user; root the first time) kept under $(PI_DIR), the project installed there from the locks,
+# its runtime tests run there, and an E4 replay whose states must equal x86's. Not a timing of a
+# real Pi. See docs/deploy.md; ARGS go to pytest on the Pi (e.g. ARGS="-- -x").
+PI_DIR ?= /var/cache/emotion-edge-pi
+test-pi: setup
+	PI_DIR=$(PI_DIR) nice $(BIN)/python ci/pi_lane.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-latest build *.egg-info

@@ -18,7 +18,8 @@ class ModelIntegrityError(EmotionEdgeError):
 
 
 class RuntimeMissingError(EmotionEdgeError):
-    """Neither ai-edge-litert nor tflite-runtime can be imported."""
+    """No usable TFLite runtime: neither can be imported, the one $EMOTION_EDGE_TFLITE_RUNTIME names
+    is absent, or tflite-runtime would run under numpy 2."""
 
 
 class DecodeError(EmotionEdgeError):

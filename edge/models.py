@@ -5,7 +5,8 @@ quantization, preprocessing, output semantics, sha256) and ``<name>.md`` (its mo
 A model whose bytes do not hash to the manifest's sha256 is refused with one line.
 
 Runtime: ``ai-edge-litert`` (the maintained TFLite runtime) first, ``tflite-runtime`` as
-the fallback import. TensorFlow is never imported here.
+the fallback import; ``$EMOTION_EDGE_TFLITE_RUNTIME`` names one to use it alone (docs/deploy.md).
+TensorFlow is never imported here.
 """
 
 from __future__ import annotations
@@ -39,22 +40,46 @@ def models_dir() -> Path:
         return Path(__file__).resolve().parent.parent / "models"
 
 
-def interpreter_class() -> tuple[type, str]:
-    """Return (Interpreter class, runtime name): ai-edge-litert, else tflite-runtime."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
+RUNTIME_ENV = "EMOTION_EDGE_TFLITE_RUNTIME"  # force one runtime when both are installed
+RUNTIMES = ("ai-edge-litert", "tflite-runtime")  # in the order they are tried
 
-        return Interpreter, "ai-edge-litert"
-    except ImportError:
-        pass
-    try:
+
+def _import_interpreter(runtime: str) -> type:
+    if runtime == "ai-edge-litert":
+        from ai_edge_litert.interpreter import Interpreter
+    else:
         from tflite_runtime.interpreter import Interpreter
 
-        return Interpreter, "tflite-runtime"
-    except ImportError as exc:
-        raise RuntimeMissingError(
-            "no TFLite runtime: pip install ai-edge-litert (or tflite-runtime, which needs numpy<2)"
-        ) from exc
+        # tflite-runtime (last release 2.14) is built against numpy 1: under numpy 2 it imports,
+        # then Interpreter() dies with a SystemError. Say so before that happens.
+        if int(np.__version__.split(".")[0]) >= 2:
+            raise RuntimeMissingError(
+                f"tflite-runtime needs numpy<2 (numpy {np.__version__} is installed): "
+                "pip install 'emotion-edge[tflite]' installs a working pair"
+            )
+    return Interpreter
+
+
+def interpreter_class() -> tuple[type, str]:
+    """Return (Interpreter class, runtime name): ai-edge-litert, else tflite-runtime.
+
+    $EMOTION_EDGE_TFLITE_RUNTIME names one of them to use it and no other (the [tflite] extra
+    installs tflite-runtime beside ai-edge-litert, which would otherwise win).
+    """
+    forced = os.environ.get(RUNTIME_ENV, "").strip()
+    if forced and forced not in RUNTIMES:
+        raise RuntimeMissingError(f"{RUNTIME_ENV}={forced!r}: not a TFLite runtime (known: {', '.join(RUNTIMES)})")
+    for runtime in (forced,) if forced else RUNTIMES:
+        try:
+            return _import_interpreter(runtime), runtime
+        except ImportError:
+            continue
+    if forced:
+        extra = "pip install 'emotion-edge[tflite]'" if forced == "tflite-runtime" else "pip install ai-edge-litert"
+        raise RuntimeMissingError(f"{RUNTIME_ENV}={forced}: {forced} is not installed ({extra})")
+    raise RuntimeMissingError(
+        "no TFLite runtime: pip install ai-edge-litert (or 'emotion-edge[tflite]' for tflite-runtime)"
+    )
 
 
 def open_interpreter(path: Path, num_threads: int = 1, label: str = "model") -> tuple[Any, str]:

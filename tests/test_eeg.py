@@ -228,6 +228,7 @@ def test_deap_loader_reads_the_layout_drops_the_baseline_and_windows_trials(deap
         assert np.sign(faa) == expected[name]["faa_sign"] and abs(faa) > 1.0
 
 
+@pytest.mark.train
 def test_deap_bad_layout_is_one_line(tmp_path):
     from edge.tools.deap import load_subject, subject_files
 
@@ -245,6 +246,7 @@ def test_deap_bad_layout_is_one_line(tmp_path):
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
+@pytest.mark.train
 def test_train_eeg_on_deap_end_to_end_writes_a_loadable_int8_model(deap_dir, tmp_path):
     folder, _ = deap_dir
     out = tmp_path / "model"

@@ -72,6 +72,7 @@ def test_fer2013_cache_gives_the_same_inputs(fer_fixture: Path, tmp_path: Path) 
     assert np.array_equal(y1, y2) and np.allclose(first, again, atol=1e-6)
 
 
+@pytest.mark.train
 def test_bad_layout_is_refused_in_one_line(tmp_path: Path, fer_fixture: Path) -> None:
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "happy").mkdir()
@@ -237,6 +238,7 @@ def test_resolution_schedule_spends_every_epoch_and_ends_at_the_deployed_size() 
     assert resolution_phases(43) == [(32, 28), (40, 10), (48, 5)]  # the shipped model's schedule
 
 
+@pytest.mark.train
 def test_mirror_averaged_graph_is_the_mean_of_face_and_mirror() -> None:
     tf = pytest.importorskip("tensorflow")
     from edge.tools.train_face import build_model, mirror_averaged
@@ -250,6 +252,7 @@ def test_mirror_averaged_graph_is_the_mean_of_face_and_mirror() -> None:
     assert not np.allclose(base(x).numpy(), expected, atol=1e-6)  # the mirror really changes the answer
 
 
+@pytest.mark.train
 def test_deployment_choice_is_the_best_single_pass_unless_mirror_averaging_is_allowed() -> None:
     """Mirror averaging runs the net twice (over the 2 ms budget): scored and logged, not chosen by default."""
     tf = pytest.importorskip("tensorflow")
@@ -271,6 +274,7 @@ def test_deployment_choice_is_the_best_single_pass_unless_mirror_averaging_is_al
     assert scores[f"{px}px{' mirror' if mirror else ''}"] == max(allowed.values()) and (not mirror or px == 36)
 
 
+@pytest.mark.train
 def test_narrowed_net_keeps_the_channels_with_the_largest_batchnorm_scale() -> None:
     """Channels whose BatchNorm scale and shift are zero output nothing: cutting them changes no output."""
     tf = pytest.importorskip("tensorflow")
@@ -297,6 +301,7 @@ def test_narrowed_net_keeps_the_channels_with_the_largest_batchnorm_scale() -> N
         narrowed(weights, (8, 8))
 
 
+@pytest.mark.train
 def test_teacher_probabilities_are_the_ensembles_mirror_averaged_mean(tmp_path: Path) -> None:
     """Distillation targets: each teacher scores face and mirror; the ensemble is the mean of its members."""
     tf = pytest.importorskip("tensorflow")
@@ -333,6 +338,7 @@ def test_provenance_keeps_one_level_of_sources() -> None:
     assert len(json.dumps(TFLiteModel("face").manifest)) < 100_000  # the shipped manifest stays small
 
 
+@pytest.mark.train
 def test_train_face_cli_end_to_end_writes_a_loadable_int8_model(tmp_path: Path) -> None:
     pytest.importorskip("tensorflow")
     data = _write_fer_fixture(tmp_path / "train", per_class=20)  # enough for a val and a test image per class

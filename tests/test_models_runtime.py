@@ -51,6 +51,7 @@ def tiny_bundle(tmp_path_factory):
     return out, x, y
 
 
+@pytest.mark.train
 def test_quantize_round_trip_keeps_accuracy(tiny_bundle):
     out, x, y = tiny_bundle
     proc = run_cli("models", "quantize", str(out / "tiny.keras"), check=True)
@@ -71,6 +72,7 @@ def test_quantize_round_trip_keeps_accuracy(tiny_bundle):
     assert np.mean(np.abs(p8 - pf)) < 0.05  # int8 tracks its float twin
 
 
+@pytest.mark.train
 def test_tampered_model_is_refused_with_one_line(tiny_bundle, tmp_path):
     out, _, _ = tiny_bundle
     for f in ("tiny.tflite", "tiny.json", "tiny.float.tflite"):

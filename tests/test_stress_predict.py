@@ -209,6 +209,7 @@ def test_evaluate_cli_names_a_dataset_without_labels(tmp_path: Path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.train
 def test_train_cli_writes_a_verified_int8_model_that_evaluate_accepts(dataset: Path, tmp_path: Path):
     out = tmp_path / "bundle"
     run_cli("train", "eda", "--dataset", f"stress-predict:{dataset}", "--out", str(out), "--epochs", "3",

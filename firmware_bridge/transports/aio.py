@@ -20,5 +20,5 @@ async def next_item(queue: asyncio.Queue[T], timeout_s: float) -> T:
     await asyncio.sleep(0)
     if sys.version_info < (3, 11):
         return await asyncio.wait_for(queue.get(), timeout_s)
-    async with asyncio.timeout(timeout_s):
+    async with asyncio.timeout(timeout_s):  # novermin (3.10 returned above)
         return await queue.get()
