@@ -34,6 +34,7 @@ light; jsonschema only inside :func:`validate_state` (a test / ``listen --valida
 
 from __future__ import annotations
 
+import collections
 import ipaddress
 import json
 import logging
@@ -67,6 +68,11 @@ _UNSUPPORTED_PROTOCOL = (1, 0x84)  # CONNACK: 3.1.1 return code 1; MQTT 5 reason
 _REFUSED_V5: set[str] = set()  # host:port of brokers that refused MQTT 5 (this process)
 _UNDELETED_MAX = 100_000  # acknowledged seqs kept for a retried delete (bounded)
 _DENIED_RETRY_S = (5.0, 300.0)  # backoff after a denied publish: first, ceiling
+# How long an acknowledged state stays in the outbox. A broker answers PUBACK before it saves
+# (mosquitto with autosave_on_changes saves right after, but after): one killed in between has
+# the state in no file. A state acknowledged less than this long before the connection drops is
+# sent again after the reconnect; subscribers drop the repeat by seq.
+BROKER_SAVE_GRACE_S = 5.0
 
 
 def denial_record_path(state_dir: Path, device_id: str) -> Path:
@@ -308,6 +314,8 @@ class StatePublisher:
             int, tuple[int, float]
         ] = {}  # mid -> (seq, monotonic time handed over)
         self._last_handed_seq = -1
+        # (seq, monotonic ack time) of states acknowledged within BROKER_SAVE_GRACE_S, oldest first
+        self._acked_recent: collections.deque[tuple[int, float]] = collections.deque()
         self._resync = False
         self._published = 0
         self._acked = 0
@@ -437,7 +445,7 @@ class StatePublisher:
             negotiate_until = min(deadline, time.monotonic() + 1.0)
             while (
                 (self._connected or (self._negotiating and time.monotonic() < negotiate_until))
-                and self.outbox.depth() > 0
+                and self.outbox.depth() > len(self._acked_recent)  # rows not yet acknowledged
                 and self._denied_min_seq is None  # the broker refuses them: no use waiting
                 and time.monotonic() < deadline
             ):
@@ -584,7 +592,8 @@ class StatePublisher:
                     events.append(self._events.get_nowait())
                 except queue.Empty:
                     break
-            acked_seqs: list[int] = []
+            acked_seqs: list[int] = []  # acknowledged longer than the grace: deleted below
+            newly_acked = 0
             stop = False
             for event in events:
                 kind = event[0]
@@ -592,8 +601,11 @@ class StatePublisher:
                     entry = self._inflight.pop(event[1], None)
                     if entry is not None:
                         seq, handed = entry
-                        acked_seqs.append(seq)
+                        self._acked_recent.append((seq, event[2]))
+                        newly_acked += 1
                         self._last_latency_ms = (event[2] - handed) * 1000.0
+                elif kind == "disconnected" and not self._stopping:
+                    self._resend_recently_acked()
                 elif kind == "connected":
                     # paho re-sends what it holds unacknowledged; new rows wait until those are
                     # acknowledged so that subscribers see states in seq order.
@@ -608,10 +620,13 @@ class StatePublisher:
                     self._log_unreachable()
                 elif kind == "stop":
                     stop = True
-            if acked_seqs and self._denial_recorded and self._denied_min_seq is None:
+            now = time.monotonic()
+            while self._acked_recent and (stop or now - self._acked_recent[0][1] >= BROKER_SAVE_GRACE_S):
+                acked_seqs.append(self._acked_recent.popleft()[0])
+            if newly_acked and self._denial_recorded and self._denied_min_seq is None:
                 self._note_accepted()
+            self._acked += newly_acked
             if acked_seqs or (undeleted and not events):
-                self._acked += len(acked_seqs)
                 undeleted = (undeleted + acked_seqs)[-_UNDELETED_MAX:]
                 try:
                     self.outbox.delete(undeleted)
@@ -656,6 +671,13 @@ class StatePublisher:
             self._inflight[info.mid] = (seq, time.monotonic())
             self._last_handed_seq = seq
             self._published += 1
+
+    def _resend_recently_acked(self) -> None:
+        """The connection dropped: states acknowledged within the grace may not be saved; send them again."""
+        if self._acked_recent:
+            first = min(seq for seq, _ in self._acked_recent)
+            self._last_handed_seq = min(self._last_handed_seq, first - 1)
+            self._acked_recent.clear()
 
     def _note_denied(self, seq: int, reason: str) -> None:
         """The broker refused state ``seq``: keep it, say so once, record it, retry later."""

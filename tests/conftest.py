@@ -14,14 +14,18 @@ SHARED_DATA = Path(os.environ.get("EMOTION_EDGE_SHARED_DATA", REPO_ROOT.parent /
 
 
 def load_test_module(name: str):
-    """Import ``tests/<name>.py`` by path, once (--import-mode=importlib keeps tests/ off sys.path)."""
+    """Import ``tests/<name>.py`` by path, once (--import-mode=importlib keeps tests/ off sys.path).
+
+    ``name`` may name a helper in a subfolder, e.g. ``hostile/inputs_harness``.
+    """
     import importlib.util
 
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    module_name = name.replace("/", "_")
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, Path(__file__).parent / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
+    sys.modules[module_name] = module
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module
 

@@ -7,16 +7,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import time
 from pathlib import Path
 
 import pytest
+from conftest import load_test_module
 
-_spec = importlib.util.spec_from_file_location("faults_support", Path(__file__).with_name("faults_support.py"))
-support = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(support)
+support = load_test_module("hostile/faults_support")
 harness = support.harness
 
 START_UNIX = 1_600_000_000.0

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -19,10 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import load_test_module
 
-_spec = importlib.util.spec_from_file_location("faults_support", Path(__file__).with_name("faults_support.py"))
-support = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(support)
+support = load_test_module("hostile/faults_support")
 harness = support.harness
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -150,7 +148,12 @@ def test_the_shipped_broker_config_loses_no_state_when_the_broker_is_killed(tmp_
                 broker._proc.kill()  # SIGKILL: no chance to save on the way out
                 broker._proc.wait(10)
                 broker._proc = None
+                logged_before_restart = len(daemon.stderr())
                 broker.restart()
+            # back on the last broker before the stop, however loaded the machine (reconnects back off)
+            reconnected = harness.wait_until(
+                lambda: "mqtt: connected to" in daemon.stderr()[logged_before_restart:], 30)
+            assert reconnected, daemon.stderr()[-2000:]
             time.sleep(1.5)
             daemon.terminate()
             assert daemon.wait(30) == 0, daemon.stderr()[-2000:]

@@ -11,7 +11,6 @@ keeps publishing live states, exits 0 on SIGTERM, and its WAL stays small.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import random
@@ -21,10 +20,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import load_test_module
 
-_spec = importlib.util.spec_from_file_location("faults_support", Path(__file__).with_name("faults_support.py"))
-support = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(support)
+support = load_test_module("hostile/faults_support")
 harness = support.harness
 
 DEVICE = "box1"

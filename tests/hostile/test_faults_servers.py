@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import socket
 import struct
 import time
@@ -16,11 +15,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import port_open
+from conftest import load_test_module, port_open
 
-_spec = importlib.util.spec_from_file_location("faults_support", Path(__file__).with_name("faults_support.py"))
-support = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(support)
+support = load_test_module("hostile/faults_support")
 harness = support.harness
 
 

@@ -9,28 +9,15 @@ start and ``doctor`` with a traceback.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from conftest import load_test_module
 
-
-def _load_harness():
-    """``inputs_harness.py`` beside this file, imported by path once (tests/ is not a package on sys.path)."""
-    name = "hostile_inputs_harness"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("inputs_harness.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-harness = _load_harness()
+harness = load_test_module("hostile/inputs_harness")
 
 
 def _state(seq: int, ts) -> bytes:

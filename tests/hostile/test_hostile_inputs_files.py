@@ -9,26 +9,13 @@ a ``.hea`` could name ``/dev/zero`` or ``../../../../etc/passwd``.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_test_module
 
-
-def _load_harness():
-    """``inputs_harness.py`` beside this file, imported by path once (tests/ is not a package on sys.path)."""
-    name = "hostile_inputs_harness"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("inputs_harness.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-harness = _load_harness()
+harness = load_test_module("hostile/inputs_harness")
 START = b"1644227574"
 EDA_ROWS = b"0.213\n0.215\n0.219\n0.22\n0.224\n0.23\n0.228\n0.225\n"
 

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import stat
 import subprocess
@@ -16,10 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_test_module
 
-_spec = importlib.util.spec_from_file_location("faults_support", Path(__file__).with_name("faults_support.py"))
-support = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(support)
+support = load_test_module("hostile/faults_support")
 harness = support.harness
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
