@@ -37,7 +37,7 @@ from edge.baseline_store import SAVE_EVERY_S, load_baselines, save_baselines, st
 from edge.calibration import Calibrator
 from edge.config import Config, FusionConfig
 from edge.errors import EmotionEdgeError, MissingExtraError, ModelIntegrityError
-from edge.estimators import (DEFAULT_WINDOWS, MODALITY_STREAMS, EstimateUnavailable, Estimator, FrameWindow,
+from edge.estimators import (AUX_STREAMS, DEFAULT_WINDOWS, MODALITY_STREAMS, EstimateUnavailable, Estimator, FrameWindow,
                              StreamWindow, make_estimator)
 from edge.fusion import (FusedState, FusionParams, LabelHolder, ModalityEstimate, Smoother, fuse,
                          staleness_factor)
@@ -252,7 +252,7 @@ class Pipeline:
             chosen = [(t, img) for t, img in self.frames.frames if start <= t < end + 1e-9]
             return {"video": FrameWindow(start, end, [t for t, _ in chosen], [img for _, img in chosen])}
         out = {}
-        for name in MODALITY_STREAMS[modality]:
+        for name in MODALITY_STREAMS[modality] + AUX_STREAMS.get(modality, ()):
             stream = self.streams.get(name)
             if stream is None:
                 continue
