@@ -195,3 +195,39 @@ def test_daemon_down_weights_eda_and_cardiac_while_the_wrist_moves(mqtt_broker, 
             elif s["ts"] <= E4_START + 320:
                 assert now["quality"] == before["quality"]
     assert compared >= 2
+
+
+def test_temp_and_acc_are_recorded_and_their_recording_replays_to_the_same_states(mqtt_broker, tmp_path):
+    import json
+
+    import pyedflib
+    from conftest import run_cli
+    from test_daemon import DEVICE, write_e4_session
+
+    write_e4_session(tmp_path / "S01", E4_START, 400.0)
+    write_wrist_files(tmp_path / "S01", E4_START, 400.0, moving_from_s=330.0)
+    first, second = tmp_path / "first", tmp_path / "second"
+    common = ("run", "--speed", "max", "--broker", mqtt_broker.url, "--device-id", DEVICE)
+    proc = run_cli(*common, "--source", f"replay:e4:{tmp_path / 'S01'}", "--state-dir", str(tmp_path / "s1"),
+                   "--record", str(first), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    acc_file = sorted(first.glob("acc-*.edf"))[0]
+    reader = pyedflib.EdfReader(str(acc_file))
+    try:
+        assert reader.getSignalLabels() == ["ACC X", "ACC Y", "ACC Z"]
+        assert [reader.getPhysicalDimension(i) for i in range(3)] == ["g"] * 3
+        assert list(reader.getSampleFrequencies()) == [32.0] * 3
+    finally:
+        reader.close()
+    assert sorted(first.glob("temp-*.edf"))
+    proc = run_cli(*common, "--source", f"replay:record:{first}", "--state-dir", str(tmp_path / "s2"),
+                   "--record", str(second), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+    def states(folder):
+        rows = [json.loads(line) for f in sorted(folder.glob("states-*.jsonl")) for line in f.read_text().splitlines()]
+        return [{k: v for k, v in s.items() if k != "seq"} for s in rows]
+
+    a, b = states(first), states(second)
+    assert any(s["modalities"].get("eda", {}).get("outputs", {}).get("motion_share", 0) > 0.9 for s in a)
+    assert a == b
