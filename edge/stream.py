@@ -24,6 +24,9 @@ STREAM_TO_MODALITY = {
     "video": "face",  # FrameBlock
 }
 MODALITIES = ("face", "eda", "cardiac", "eeg")
+# Streams read beside a modality's own (edge.estimators.AUX_STREAMS): buffered, but they neither drive its
+# windows (a window waits for the modality's own data) nor put it in `missing` when they fail.
+AUXILIARY_STREAMS = frozenset({"temp", "acc"})
 
 
 @dataclass(frozen=True)

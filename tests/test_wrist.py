@@ -231,3 +231,44 @@ def test_temp_and_acc_are_recorded_and_their_recording_replays_to_the_same_state
     a, b = states(first), states(second)
     assert any(s["modalities"].get("eda", {}).get("outputs", {}).get("motion_share", 0) > 0.9 for s in a)
     assert a == b
+
+
+def test_a_bad_acc_file_is_named_once_and_eda_goes_on(mqtt_broker, collector, tmp_path):
+    from conftest import run_cli
+    from test_daemon import DEVICE, assert_valid_states, write_e4_session
+
+    write_e4_session(tmp_path / "S03", E4_START, 400.0)
+    write_wrist_files(tmp_path / "S03", E4_START, 400.0, moving_from_s=None)
+    (tmp_path / "S03" / "ACC.csv").write_text("sixteen hundred\n32.0, 32.0, 32.0\n1,2,3\n")
+    proc = run_cli("run", "--source", f"replay:e4:{tmp_path / 'S03'}", "--speed", "max", "--broker", mqtt_broker.url,
+                   "--device-id", DEVICE, "--state-dir", str(tmp_path / "state"), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    named = [ln for ln in proc.stderr.splitlines() if "ACC.csv" in ln]
+    assert len(named) == 1, proc.stderr
+    assert collector.wait_for(lambda c: "offline" in c.statuses())
+    states = collector.states()
+    assert_valid_states(states)
+    assert all("eda" not in s["missing"] for s in states)  # a movement sensor's file is not the EDA
+    with_eda = [s for s in states if "eda" in s["modalities"]]
+    assert with_eda and all("motion_share" not in s["modalities"]["eda"]["outputs"] for s in with_eda)
+
+
+def test_acc_ahead_of_eda_does_not_run_eda_windows_early():
+    """A board may send movement ahead of skin conductance: eda windows wait for EDA itself."""
+    from edge.config import Config
+    from edge.daemon import Pipeline, load_estimators
+    from edge.stream import SampleBlock
+
+    config = Config()
+    estimators, _ = load_estimators(config)
+    pipe = Pipeline(config, {"eda": estimators["eda"]}, {"eda"})
+    rng = np.random.default_rng(0)
+    acc = np.tile(GRAVITY, (int(400 * 32), 1)).astype(np.float32)
+    pipe.ingest(SampleBlock("acc", E4_START, 32.0, acc, ("X", "Y", "Z")))  # 400 s of movement data first
+    assert pipe.windows_by_modality["eda"] == 0  # nothing to run on yet
+    eda = (2.0 + 0.01 * rng.standard_normal(int(400 * 4))).astype(np.float32)[:, None]
+    for i in range(0, len(eda), 20):  # EDA follows in 5-s blocks
+        pipe.ingest(SampleBlock("eda", E4_START + i / 4.0, 4.0, eda[i:i + 20], ("EDA",)))
+    assert pipe.windows_by_modality["eda"] > 0
+    latest = pipe.latest["eda"][-1]
+    assert latest.outputs["motion_share"] == 0.0 and latest.quality > 0.5
