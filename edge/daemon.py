@@ -37,11 +37,11 @@ from edge.baseline_store import SAVE_EVERY_S, load_baselines, save_baselines, st
 from edge.calibration import Calibrator
 from edge.config import Config, FusionConfig
 from edge.errors import EmotionEdgeError, MissingExtraError, ModelIntegrityError
-from edge.estimators import (DEFAULT_WINDOWS, MODALITY_STREAMS, EstimateUnavailable, Estimator, FrameWindow,
+from edge.estimators import (AUX_STREAMS, DEFAULT_WINDOWS, MODALITY_STREAMS, EstimateUnavailable, Estimator, FrameWindow,
                              StreamWindow, make_estimator)
 from edge.fusion import (FusedState, FusionParams, LabelHolder, ModalityEstimate, Smoother, fuse,
                          staleness_factor)
-from edge.stream import MODALITIES, STREAM_TO_MODALITY, FrameBlock, SampleBlock
+from edge.stream import AUXILIARY_STREAMS, MODALITIES, STREAM_TO_MODALITY, FrameBlock, SampleBlock
 from edge.limits import (MAX_DUE_PER_STEP, MAX_HOP_S, MAX_STREAM_BUFFER_BYTES, MAX_WINDOW_S, MIN_HOP_S,
                          is_unix_time)
 from edge.windows import HopGrid, StreamBuffer, WindowClock, WindowSpec, block_times, buffer_capacity
@@ -190,6 +190,8 @@ class Pipeline:
             last = stream.buffer.last_time
             stream.buffer.lost_samples += int(block.lost_samples)
             stream.buffer.append(times, block.data)
+            if block.stream in AUXILIARY_STREAMS:
+                return []  # read beside the modality's own streams, which alone drive its windows
             data_end = block.end_unix
             if last is not None and first - last > self.clocks[modality].spec.length_s:
                 self.clocks[modality].skip_gap(first)
@@ -252,7 +254,7 @@ class Pipeline:
             chosen = [(t, img) for t, img in self.frames.frames if start <= t < end + 1e-9]
             return {"video": FrameWindow(start, end, [t for t, _ in chosen], [img for _, img in chosen])}
         out = {}
-        for name in MODALITY_STREAMS[modality]:
+        for name in MODALITY_STREAMS[modality] + AUX_STREAMS.get(modality, ()):
             stream = self.streams.get(name)
             if stream is None:
                 continue
@@ -588,7 +590,7 @@ async def run_daemon(config: Config, *, on_ready: Callable[[], None] | None = No
                 if stream_errors and len(stream_errors) > errors_noted:
                     errors_noted = len(stream_errors)  # a file left out beside good ones: name it in `missing`
                     for stream, why in list(stream_errors.items()):
-                        if STREAM_TO_MODALITY.get(stream):
+                        if STREAM_TO_MODALITY.get(stream) and stream not in AUXILIARY_STREAMS:
                             pipeline.add_reason(STREAM_TO_MODALITY[stream], f"source {spec}: {why}")
                 arrived = time.perf_counter()
                 if isinstance(block, FrameBlock) and executor is not None:

@@ -32,9 +32,10 @@ RECORD_DURATIONS_S = (1, 2, 4, 5, 8, 10, 20, 25, 40, 50, 60)
 EDF_DIGITAL = (-32768, 32767)
 BDF_DIGITAL = (-8388608, 8388607)
 # physical dimension (EDF+ spells micro as 'u'); '' = arbitrary units (E4 BVP)
-STREAM_UNITS = {"eeg": "uV", "ecg": "uV", "eda": "uS", "bvp": "", "ibi": "ms"}
+STREAM_UNITS = {"eeg": "uV", "ecg": "uV", "eda": "uS", "bvp": "", "ibi": "ms", "temp": "degC", "acc": "g"}
 # label prefix -> stream (read side accepts a few common synonyms)
-LABEL_STREAMS = {"EEG": "eeg", "ECG": "ecg", "EKG": "ecg", "EDA": "eda", "GSR": "eda", "BVP": "bvp", "PPG": "bvp"}
+LABEL_STREAMS = {"EEG": "eeg", "ECG": "ecg", "EKG": "ecg", "EDA": "eda", "GSR": "eda", "BVP": "bvp", "PPG": "bvp",
+                 "TEMP": "temp", "ACC": "acc"}
 BDF_STREAMS = ("eeg",)
 
 

@@ -12,7 +12,12 @@ Confidence (how sure the model is, [0, 1]):
 - eeg (valence/arousal regression): (0.5 + 0.5 min(1, |(v, a)|)) x how full its trailing baseline
   is (``max(0.2, baseline seconds / EEG_BASELINE_FULL_S)``), v, a being the baseline-relative values.
 Quality ([0, 1]): the feature module's signal quality x the window's data coverage
-(``edge.quality.combine_quality``).
+(``edge.quality.combine_quality``). Where the wrist's accelerometer is streamed (``acc``, e.g. an
+E4 replay), eda and cardiac quality is further multiplied by ``edge.features.wrist.motion_weight``
+of the share of the window's last minute in which the wrist moved (1 at rest, 0.25 if it moved
+throughout): movement raises skin conductance and heart rate without stress, so such windows weigh
+less in fusion. Their ``outputs`` then carry ``motion_share``. The trailing baseline still takes
+windows by their signal quality alone, as in training. Without ``acc`` nothing changes.
 
 A model whose manifest has ``preprocessing.trailing_baseline`` (eda, cardiac from 1.1.0) takes
 each window's features beside their deviation from the same stream's trailing mean
@@ -50,7 +55,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["ModalityEstimate", "EstimateUnavailable", "StreamWindow", "FrameWindow", "Estimator",
            "EdaEstimator", "CardiacEstimator", "EegEstimator", "FaceEstimator", "DEFAULT_WINDOWS",
-           "MODALITY_STREAMS", "make_estimator"]
+           "MODALITY_STREAMS", "AUX_STREAMS", "make_estimator"]
 
 # Streams feeding each modality, best first (a modality uses the best stream with a usable window).
 MODALITY_STREAMS: dict[str, tuple[str, ...]] = {
@@ -59,6 +64,10 @@ MODALITY_STREAMS: dict[str, tuple[str, ...]] = {
     "eda": ("eda",),
     "face": ("video",),
 }
+# Streams a modality's estimator also reads, beside its own: the wrist's movement, which explains
+# EDA and heart-rate changes that are not stress (skin temperature rides along with eda; no shipped
+# model reads it yet, see docs/wrist.md).
+AUX_STREAMS: dict[str, tuple[str, ...]] = {"eda": ("temp", "acc"), "cardiac": ("acc",)}
 # (length_s, hop_s) when neither the config nor the model's manifest says.
 DEFAULT_WINDOWS: dict[str, tuple[float, float]] = {
     "face": (1.0, 1.0), "eda": (60.0, 5.0), "cardiac": (60.0, 5.0), "eeg": (4.0, 2.0),
@@ -159,6 +168,27 @@ def _stress_confidence(p: float) -> float:
     return 0.2 + 0.8 * abs(2.0 * p - 1.0)
 
 
+def motion_share_of(windows: Mapping[str, Any]) -> float | None:
+    """Share of the window's last minute in which the wrist moved, from its ``acc`` window (g); None without one."""
+    w = windows.get("acc")
+    if w is None or len(w.times) < 2 or w.rate_hz <= 0 or w.values.ndim != 2 or w.values.shape[1] != 3:
+        return None
+    from edge.features import wrist  # noqa: PLC0415 - numpy only
+
+    return wrist.motion_share(w.values.astype(np.float64), w.rate_hz)
+
+
+def _motion_gated(quality: float, outputs: dict[str, Any], windows: Mapping[str, Any]) -> float:
+    """The estimate's quality down-weighted by movement (``motion_share`` added to ``outputs``)."""
+    share = motion_share_of(windows)
+    if share is None:
+        return quality
+    from edge.features import wrist  # noqa: PLC0415
+
+    outputs["motion_share"] = round(share, 3)
+    return quality * wrist.motion_weight(share)
+
+
 class EdaEstimator(Estimator):
     modality = "eda"
 
@@ -178,7 +208,9 @@ class EdaEstimator(Estimator):
             raise EstimateUnavailable(f"eda signal unusable (coverage {w.coverage:.0%})")
         features = self._model_input("eda", end_unix, self._features(x, w.rate_hz), quality)
         p = float(np.clip(self._predict(features)[0], 0.0, 1.0))
-        return self._finish(end_unix, {"stress": round(p, 4)}, _stress_confidence(p), quality, stress=p)
+        outputs: dict[str, Any] = {"stress": round(p, 4)}
+        quality = _motion_gated(quality, outputs, windows)
+        return self._finish(end_unix, outputs, _stress_confidence(p), quality, stress=p)
 
 
 class CardiacEstimator(Estimator):
@@ -254,8 +286,9 @@ class CardiacEstimator(Estimator):
             valid = ibi_ms[self._c.valid_ibi_mask(ibi_ms)] if hasattr(self._c, "valid_ibi_mask") else ibi_ms
             outputs = {"stress": round(p, 4), "hr_bpm": round(float(60000.0 / np.mean(valid)), 1) if len(valid) else None,
                        "source_stream": stream}
-            return self._finish(end_unix, {k: v for k, v in outputs.items() if v is not None},
-                                _stress_confidence(p), quality, stress=p)
+            outputs = {k: v for k, v in outputs.items() if v is not None}
+            quality = _motion_gated(quality, outputs, windows)
+            return self._finish(end_unix, outputs, _stress_confidence(p), quality, stress=p)
         raise EstimateUnavailable("; ".join(reasons) or "no cardiac stream in the window")
 
 

@@ -19,9 +19,14 @@ STREAM_TO_MODALITY = {
     "bvp": "cardiac",  # PPG, arbitrary units, (n, 1) -> beats -> IBI
     "ibi": "cardiac",  # inter-beat intervals in ms, irregular (times given)
     "eda": "eda",  # skin conductance µS, (n, 1)
+    "temp": "eda",  # wrist skin temperature °C, (n, 1): read beside EDA by the eda model (from 1.2.0)
+    "acc": "eda",  # wrist acceleration in g, (n, 3) x y z: movement, the confound of EDA and heart rate
     "video": "face",  # FrameBlock
 }
 MODALITIES = ("face", "eda", "cardiac", "eeg")
+# Streams read beside a modality's own (edge.estimators.AUX_STREAMS): buffered, but they neither drive its
+# windows (a window waits for the modality's own data) nor put it in `missing` when they fail.
+AUXILIARY_STREAMS = frozenset({"temp", "acc"})
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,10 @@ are checked when the source is opened; a bad one is one line naming the file.
 
 Specs:
 
-- ``replay:e4:DIR`` — an E4 session folder. Yields ``eda`` (µS, 4 Hz), ``bvp`` (64 Hz) and
-  ``ibi`` (ms, irregular, ``times_unix`` = the beat times from IBI.csv). EDA.csv is required;
-  BVP.csv and IBI.csv are used when present (an empty IBI.csv is normal for some sessions: the
+- ``replay:e4:DIR`` — an E4 session folder. Yields ``eda`` (µS, 4 Hz), ``bvp`` (64 Hz),
+  ``ibi`` (ms, irregular, ``times_unix`` = the beat times from IBI.csv), ``temp`` (skin
+  temperature °C, 4 Hz) and ``acc`` (g, 32 Hz, channels X Y Z). EDA.csv is required;
+  BVP.csv, IBI.csv, TEMP.csv and ACC.csv are used when present (an empty IBI.csv is normal for some sessions: the
   daemon then finds beats in the BVP). Option ``streams=eda+ibi`` limits what is replayed.
 - ``replay:wfdb:RECORD`` — a WFDB record path without extension (``/data/mitbih/100``).
   Yields ``ecg`` in µV (the header's mV x 1000, the same unit as a Polar H10 and the
@@ -186,8 +187,17 @@ def _check_speed(spec: str, speed: float | None) -> None:
 
 # --- Empatica E4 ---------------------------------------------------------------------------------
 
-E4_STREAMS = ("eda", "bvp", "ibi")
-_E4_FILES = {"eda": "EDA.csv", "bvp": "BVP.csv", "ibi": "IBI.csv"}
+E4_STREAMS = ("eda", "bvp", "ibi", "temp", "acc")
+_E4_FILES = {"eda": "EDA.csv", "bvp": "BVP.csv", "ibi": "IBI.csv", "temp": "TEMP.csv", "acc": "ACC.csv"}
+# what each regular E4 stream's samples become: (channel names, factor to the stream's unit)
+_E4_REGULAR = {"eda": (("EDA",), 1.0), "bvp": (("BVP",), 1.0), "temp": (("TEMP",), 1.0),
+               "acc": (("X", "Y", "Z"), 1.0 / 64.0)}  # ACC.csv counts are 1/64 g; the acc stream is in g
+
+
+def _scaled(chunks: Iterator[np.ndarray], n_channels: int, factor: float) -> Iterator[np.ndarray]:
+    """A signal file's chunks as float32 in the stream's unit (a function, so each stream keeps its own factor)."""
+    for c in chunks:
+        yield (c[:, :n_channels] * factor).astype(np.float32)
 
 
 class E4Replay(Source):
@@ -265,7 +275,8 @@ class E4Replay(Source):
                 out.append(StreamCursor(chunks, event_cutter("ibi", ("IBI",), start, self.spec), failed))
             else:
                 header, samples = e4_csv.iter_e4_signal(path, error=SourceError)
-                out.append(regular_cursor((c.astype(np.float32) for c in samples), stream, (stream.upper(),),
+                channels, factor = _E4_REGULAR[stream]
+                out.append(regular_cursor(_scaled(samples, len(channels), factor), stream, channels,
                                           header.start_unix, header.rate_hz, self.spec, failed))
         return out
 

@@ -26,7 +26,8 @@ Spec: ``simulate`` or ``simulate:OPTIONS`` with comma-separated ``key=value`` op
                        before now, the script has started earlier on its own clock and the
                        daemon's long windows (eda/cardiac: 300 s) are full from the first states
 - ``line_hz=50``       add mains interference at 50 or 60 Hz to the EEG (default 0 = none)
-- ``streams=eeg+ecg``  which streams to produce (default eeg+ecg+eda)
+- ``streams=eeg+ecg``  which streams to produce (default eeg+ecg+eda; also ``temp``, wrist skin
+                       temperature °C at 4 Hz, and ``acc``, 3-axis wrist acceleration in g at 32 Hz)
 
 Generation is vectorised in 10-s chunks (all streams), which are then cut into blocks of
 0.25 s (EEG, 64 samples) and 0.5 s (ECG 65 samples, EDA 2 samples) and yielded in order of
@@ -120,6 +121,13 @@ def params_at(t_s: np.ndarray) -> np.ndarray:
     return _TABLE[prev] + (_TABLE[i] - _TABLE[prev]) * w
 
 
+def _phase_values(t_s: np.ndarray, per_phase: dict[str, float]) -> np.ndarray:
+    """``per_phase[phase_at(t)]`` for every t (vectorised)."""
+    u = np.mod(np.asarray(t_s, dtype=np.float64), CYCLE_S)
+    i = np.searchsorted(_STARTS, u, side="right") - 1
+    return np.array([per_phase[p.name] for p in PHASES])[i]
+
+
 # --- options shared by the non-device sources ----------------------------------------------
 
 
@@ -185,9 +193,19 @@ EEG_CHANNELS = ("TP9", "AF7", "AF8", "TP10")
 EEG_RATE_HZ = 256.0
 ECG_RATE_HZ = 130.0
 EDA_RATE_HZ = 4.0
+TEMP_RATE_HZ = 4.0
+ACC_RATE_HZ = 32.0
 CHUNK_S = 10.0
-BLOCK_S = {"eeg": 0.25, "ecg": 0.5, "eda": 0.5}
-STREAM_ORDER = ("eeg", "ecg", "eda")
+BLOCK_S = {"eeg": 0.25, "ecg": 0.5, "eda": 0.5, "temp": 0.5, "acc": 0.5}
+STREAM_ORDER = ("eeg", "ecg", "eda", "temp", "acc")
+DEFAULT_STREAMS = ("eeg", "ecg", "eda")  # temp and acc on request (streams=...+temp+acc)
+# wrist skin temperature the skin settles to per phase (°C): stress constricts peripheral vessels
+# and the wrist cools by a few tenths of a degree over minutes (Vinkers et al., Stress 16(5), 2013)
+TEMP_C = {"calm": 33.6, "stressed": 33.1, "amused": 33.4}
+_TEMP_TAU_S = 90.0
+_ACC_GRAVITY = np.array([0.15, -0.25, 0.956])  # a resting wrist's orientation (unit vector, g)
+_ACC_BOUT_PER_MIN = {"calm": 0.5, "stressed": 1.0, "amused": 2.0}  # gestures: short movement bouts
+_ACC_BOUT_S = 3.0
 _LATENT_RATE_HZ = 10.0
 _EEG_PINK_UV = 12.0
 _EEG_ALPHA_CHANNEL_GAIN = np.array([1.15, 1.0, 1.0, 1.15])  # alpha is strongest at the temporal-parietal sites
@@ -271,6 +289,11 @@ class WearableSignals:
         self._beta = synth.ShapedNoise(EEG_RATE_HZ, 4, synth.band_gain(13.0, 30.0, 1.5), r_eeg)
         self._blinks = synth.PoissonEvents(40.0 / 60.0, r_eeg, 1.0)
         self._line_phase = float(r_eeg.uniform(0, 2 * np.pi))
+        # wrist temperature and movement (spawned after the others: their signals stay as they were)
+        r_temp, r_acc = (np.random.default_rng(s) for s in root.spawn(2))
+        self._rng_temp, self._rng_acc = r_temp, r_acc
+        self._temp_next = TEMP_C["calm"]
+        self._bouts = synth.PoissonEvents(max(_ACC_BOUT_PER_MIN.values()) / 60.0, r_acc, _ACC_BOUT_S)
 
     # ECG ------------------------------------------------------------------------------------
     def _extend_beats(self, until_s: float) -> None:
@@ -372,11 +395,38 @@ class WearableSignals:
         """
         self._stream_t0[stream] = float(t_s[0])
         self.latent.forget_before(min(self._stream_t0.values()) - 60.0)
-        return {"eeg": self.eeg, "ecg": self.ecg, "eda": self.eda}[stream](t_s)
+        return {"eeg": self.eeg, "ecg": self.ecg, "eda": self.eda, "temp": self.temp, "acc": self.acc}[stream](t_s)
+
+    # wrist temperature and movement ------------------------------------------------------------
+    def temp(self, t_s: np.ndarray) -> np.ndarray:
+        """Skin temperature (°C, (n, 1)): lags the phase's level by ``_TEMP_TAU_S``, 0.01 °C sensor noise."""
+        step = 1.0 / TEMP_RATE_HZ
+        target = _phase_values(t_s, TEMP_C)
+        temp = synth.first_order_lag(target, self._temp_next, step, _TEMP_TAU_S)
+        a = np.exp(-step / _TEMP_TAU_S)
+        self._temp_next = float(a * temp[-1] + (1 - a) * target[-1])
+        return (temp + 0.01 * self._rng_temp.standard_normal(t_s.size))[:, None]
+
+    def acc(self, t_s: np.ndarray) -> np.ndarray:
+        """Wrist acceleration (g, (n, 3)): gravity at rest, tremor noise, and short movement bouts."""
+        step = 1.0 / ACC_RATE_HZ
+
+        def rate(t: np.ndarray) -> np.ndarray:
+            return _phase_values(t, _ACC_BOUT_PER_MIN) / 60.0
+
+        def size(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+            return rng.uniform(0.2, 0.6, t.shape)
+
+        self._bouts.advance(float(t_s[0]), float(t_s[-1]) + step, rate, size)
+        envelope = synth.render_events(t_s, self._bouts.times_s, self._bouts.sizes,
+                                       lambda dt: ((dt >= 0) & (dt < _ACC_BOUT_S)).astype(float), 0.0, _ACC_BOUT_S)
+        swing = np.sin(2 * np.pi * 1.5 * t_s)[:, None] * np.array([0.8, 0.5, 0.3])
+        acc = _ACC_GRAVITY + envelope[:, None] * swing + 0.005 * self._rng_acc.standard_normal((t_s.size, 3))
+        return acc
 
 
-RATES_HZ = {"eeg": EEG_RATE_HZ, "ecg": ECG_RATE_HZ, "eda": EDA_RATE_HZ}
-CHANNELS = {"eeg": EEG_CHANNELS, "ecg": ("ECG",), "eda": ("EDA",)}
+RATES_HZ = {"eeg": EEG_RATE_HZ, "ecg": ECG_RATE_HZ, "eda": EDA_RATE_HZ, "temp": TEMP_RATE_HZ, "acc": ACC_RATE_HZ}
+CHANNELS = {"eeg": EEG_CHANNELS, "ecg": ("ECG",), "eda": ("EDA",), "temp": ("TEMP",), "acc": ("X", "Y", "Z")}
 
 
 # --- the source --------------------------------------------------------------------------------
@@ -395,7 +445,7 @@ class SimulatedWearable(Source):
     """EEG + ECG + EDA following the calm -> stressed -> amused -> calm script (see module doc)."""
 
     def __init__(self, seed: int = 42, start_unix: float | None = None, duration_s: float | None = None,
-                 line_hz: float = 0.0, streams: tuple[str, ...] = STREAM_ORDER, speed: float | None = 1.0,
+                 line_hz: float = 0.0, streams: tuple[str, ...] = DEFAULT_STREAMS, speed: float | None = 1.0,
                  prime_s: float = 0.0):
         super().__init__()
         bad = [s for s in streams if s not in STREAM_ORDER]
@@ -425,7 +475,7 @@ class SimulatedWearable(Source):
     def from_spec(cls, target: str, speed: float | None) -> SimulatedWearable:
         opts = parse_options(target.lstrip("?"), _OPTIONS, f"simulate:{target}")
         return cls(seed=opts.get("seed", 42), start_unix=opts.get("start"), duration_s=opts.get("duration"),
-                   line_hz=opts.get("line_hz", 0.0), streams=opts.get("streams", STREAM_ORDER), speed=speed,
+                   line_hz=opts.get("line_hz", 0.0), streams=opts.get("streams", DEFAULT_STREAMS), speed=speed,
                    prime_s=opts.get("prime", 0.0))
 
     def phase_at_unix(self, ts_unix: float) -> str:

@@ -35,6 +35,9 @@ int main() {
   std::vector<uint8_t> big;  // 300 int16 samples, none zero bytes: exercises full COBS groups
   for (int i = 0; i < 300; ++i) { int16_t v = 257 + i; big.push_back(v & 0xFF); big.push_back((v >> 8) & 0xFF); }
   emit(framed::STREAM_ECG, framed::FORMAT_INT16, 7, 1000000ULL, 250.0f, 1, 2.5f, big);
+  std::vector<uint8_t> acc;  // 2 samples x 3 channels, int16 LE in 1/64 g: (2, 10, 63), (-64, 0, 1)
+  for (int16_t v : {2, 10, 63, -64, 0, 1}) { acc.push_back(v & 0xFF); acc.push_back((v >> 8) & 0xFF); }
+  emit(framed::STREAM_ACC, framed::FORMAT_INT16, 3, 2000000ULL, 32.0f, 3, 1.0f / 64, acc);
   return 0;
 }
 """
@@ -85,3 +88,11 @@ def test_firmware_frames_match_python_encoder_and_decode(firmware_output):
         res.blocks[0].data[:, 0], np.array([100, -2, 0, 513]) * np.float32(0.01)
     )
     np.testing.assert_allclose(res.blocks[1].data[:, 0], (257 + np.arange(300)) * 2.5)
+
+
+def test_firmware_acc_frame_carries_three_axes_in_g(firmware_output):
+    counts = np.array([[2, 10, 63], [-64, 0, 1]])
+    assert bytes.fromhex(firmware_output[3]) == encode_frame("acc", counts, 3, 2_000_000, 32.0, "int16", 1 / 64)
+    block = FramedDecoder().feed(bytes.fromhex(firmware_output[3]), 10.0).blocks[0]
+    assert (block.stream, block.channels) == ("acc", ("x", "y", "z"))
+    np.testing.assert_allclose(block.data, counts / 64.0)

@@ -70,13 +70,13 @@ def test_e4_replay_keeps_the_recordings_clock_and_interleaves_streams(tmp_path):
     assert all(b.rate_hz == 0 for b in by["ibi"])
     ends = [b.end_unix for b in blocks]
     assert ends == sorted(ends)  # one time line across streams
-    assert source.stats.samples == {"eda": 40, "bvp": 640, "ibi": 5}
+    assert source.stats.samples == {"eda": 40, "bvp": 640, "ibi": 5, "temp": 40}
 
 
 def test_e4_empty_ibi_file_replays_eda_and_bvp_only(tmp_path):
     write_e4_folder(tmp_path / "S98", ibi_text="")
     _, blocks = collect(f"replay:e4:{tmp_path / 'S98'}")
-    assert {b.stream for b in blocks} == {"eda", "bvp"}
+    assert {b.stream for b in blocks} == {"eda", "bvp", "temp"}
 
 
 def test_e4_streams_option(tmp_path):
@@ -139,8 +139,12 @@ def test_e4_replay_of_a_real_session(shared_data):
     assert first["ibi"].times_unix[0] == pytest.approx(start + ibi_offset)
     assert 300 < first["ibi"].data[0, 0] < 2000  # ms
     n_lines = {s: sum(1 for line in (folder / f).read_text().splitlines() if line.strip()) for s, f in
-               (("eda", "EDA.csv"), ("bvp", "BVP.csv"), ("ibi", "IBI.csv"))}
-    assert source.stats.samples == {"eda": n_lines["eda"] - 2, "bvp": n_lines["bvp"] - 2, "ibi": n_lines["ibi"] - 1}
+               (("eda", "EDA.csv"), ("bvp", "BVP.csv"), ("ibi", "IBI.csv"), ("temp", "TEMP.csv"), ("acc", "ACC.csv"))}
+    assert source.stats.samples == {"eda": n_lines["eda"] - 2, "bvp": n_lines["bvp"] - 2, "ibi": n_lines["ibi"] - 1,
+                                    "temp": n_lines["temp"] - 2, "acc": n_lines["acc"] - 2}
+    assert first["temp"].ts_unix == start and first["temp"].rate_hz == 4.0 and 25 < first["temp"].data[0, 0] < 40
+    assert first["acc"].rate_hz == 32.0 and first["acc"].channels == ("X", "Y", "Z")
+    assert 0.5 < np.linalg.norm(first["acc"].data[0]) < 1.5  # g: the E4's 1/64-g counts scaled
 
 
 # --- WFDB ---------------------------------------------------------------------------------------

@@ -270,3 +270,48 @@ def load_dataset(root: Path, cache_dir: Path | None = None, cardiac_source: str 
     if not tables:
         raise DatasetError(f"stress-predict {root}: no subject in Raw_data has labels in {LABEL_FILE}")
     return tables
+
+
+WRIST_WINDOW_S = 300.0
+
+
+def wrist_window_features(root: Path, sid: str, ends: np.ndarray, window_s: float = WRIST_WINDOW_S,
+                          cache_dir: Path | None = None) -> dict[str, np.ndarray]:
+    """Skin temperature and movement of one subject's windows (``edge.features.wrist``):
+    {"x_wrist" (n, len(WRIST_FEATURE_NAMES)), "q_temp", "q_acc", "motion_share"}; NaN/0 where a file is absent."""
+    from edge.features import wrist
+
+    folder = Path(root) / "Raw_data" / sid
+    cache_dir = cache_dir or (Path(os.environ[CACHE_ENV]) if os.environ.get(CACHE_ENV) else None)
+    cache = None
+    if cache_dir is not None:
+        code = hashlib.sha256(Path(wrist.__file__).read_bytes()).hexdigest()[:12]
+        key = hashlib.sha256(f"{folder.resolve()}|{window_s:g}|{ends.tobytes().hex()[:64]}|{len(ends)}|{code}".encode())
+        cache = Path(cache_dir) / f"{sid}_wrist_{key.hexdigest()[:12]}.npz"
+        if cache.exists():
+            return dict(np.load(cache))
+    n = len(ends)
+    n_temp = len(wrist.TEMP_FEATURE_NAMES)
+    x = np.full((n, len(wrist.WRIST_FEATURE_NAMES)), np.nan, np.float32)
+    q_temp, q_acc, motion = np.zeros(n, np.float32), np.zeros(n, np.float32), np.zeros(n, np.float32)
+    if (folder / "TEMP.csv").exists():
+        temp = read_e4_signal(folder / "TEMP.csv")
+        start, stop = _slices(temp, ends, window_s)
+        for k, (a, b) in enumerate(zip(start, stop)):
+            w = temp.data[a:b, 0]
+            q_temp[k] = wrist.temp_quality(w, temp.rate_hz)
+            x[k, :n_temp] = wrist.temp_features(w, temp.rate_hz)
+    if (folder / "ACC.csv").exists():
+        acc = read_e4_signal(folder / "ACC.csv")
+        start, stop = _slices(acc, ends, window_s)
+        g = acc.data[:, :3] / wrist.E4_ACC_UNITS_PER_G
+        for k, (a, b) in enumerate(zip(start, stop)):
+            w = g[a:b]
+            q_acc[k] = wrist.acc_quality(w, acc.rate_hz)
+            x[k, n_temp:] = wrist.acc_features(w, acc.rate_hz)
+            motion[k] = wrist.motion_share(w, acc.rate_hz)
+    table = {"x_wrist": x, "q_temp": q_temp, "q_acc": q_acc, "motion_share": motion}
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(cache, **table)
+    return table

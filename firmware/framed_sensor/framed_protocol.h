@@ -15,7 +15,8 @@
 namespace framed {
 
 enum : uint8_t { VERSION = 1 };
-enum Stream : uint8_t { STREAM_EDA = 1, STREAM_ECG = 2, STREAM_EEG = 3, STREAM_BVP = 4, STREAM_IBI = 5 };
+enum Stream : uint8_t { STREAM_EDA = 1, STREAM_ECG = 2, STREAM_EEG = 3, STREAM_BVP = 4, STREAM_IBI = 5,
+                        STREAM_TEMP = 6, STREAM_ACC = 7 };  // temp: °C, 1 channel; acc: g, 3 channels x y z
 enum Format : uint8_t { FORMAT_INT16 = 0, FORMAT_INT24 = 1, FORMAT_INT32 = 2, FORMAT_FLOAT32 = 3 };
 const size_t HEADER_BYTES = 22;
 const size_t MAX_FRAME_BYTES = 2048;

@@ -4,7 +4,8 @@ COBS-encoded frames delimited by 0x00, over a serial port or the Nordic UART BLE
 frame (all little-endian):
 
     0   u8       version (1)
-    1   u8       stream id: 1 eda (µS), 2 ecg (µV), 3 eeg (µV), 4 bvp (a.u.), 5 ibi (ms)
+    1   u8       stream id: 1 eda (µS), 2 ecg (µV), 3 eeg (µV), 4 bvp (a.u.), 5 ibi (ms),
+                 6 temp (skin temperature, °C), 7 acc (acceleration, g, 3 channels x y z)
     2   u8       sample format: 0 int16, 1 int24, 2 int32, 3 float32
     3   u16      sequence number, per stream, +1 each frame, wraps
     5   u64      device time of the first sample, µs (any epoch; monotonic)
@@ -36,7 +37,7 @@ from firmware_bridge.protocols.cobs import cobs_decode, cobs_encode
 from firmware_bridge.protocols.result import DecodeResult
 
 VERSION = 1
-STREAM_IDS = {"eda": 1, "ecg": 2, "eeg": 3, "bvp": 4, "ibi": 5}
+STREAM_IDS = {"eda": 1, "ecg": 2, "eeg": 3, "bvp": 4, "ibi": 5, "temp": 6, "acc": 7}
 STREAM_NAMES = {v: k for k, v in STREAM_IDS.items()}
 SAMPLE_FORMATS = {0: ("int16", 2), 1: ("int24", 3), 2: ("int32", 4), 3: ("float32", 4)}
 FORMAT_IDS = {name: fid for fid, (name, _) in SAMPLE_FORMATS.items()}
@@ -44,7 +45,8 @@ HEADER = struct.Struct("<BBBHQfBf")
 HEADER_BYTES = HEADER.size  # 22
 CRC_BYTES = 2
 MAX_FRAME_BYTES = 2048  # decoded; a longer run without a delimiter is garbage
-DEFAULT_CHANNELS = {"eda": ("eda",), "ecg": ("ecg",), "bvp": ("bvp",), "ibi": ("ibi_ms",)}
+DEFAULT_CHANNELS = {"eda": ("eda",), "ecg": ("ecg",), "bvp": ("bvp",), "ibi": ("ibi_ms",), "temp": ("temp",),
+                    "acc": ("x", "y", "z")}
 NUS_SERVICE = "6e400001-b5a3-f393-e0a9-e50e24dcca9e"  # Nordic UART Service
 NUS_RX = "6e400002-b5a3-f393-e0a9-e50e24dcca9e"  # host -> device (write)
 NUS_TX = "6e400003-b5a3-f393-e0a9-e50e24dcca9e"  # device -> host (notify)
