@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.features import wrist
 from edge.features.baseline import TRAILING_SPAN_S, with_trailing_deviation
 from edge.tools import metrics
 from edge.tools import stress_predict as sp
