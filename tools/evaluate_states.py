@@ -701,7 +701,9 @@ def evaluate_faces(root: Path, config: Any, limit: int | None = None, split: str
                     "agreement_with_state": _share(agree_all, sum(1 for g in settled if g is not None)),
                     "labels": _tally(settled)},
         "detector_path": path_figures(y, scored["direct"], scored["detector"]),
-        "faces": [{"path": str(p), "expression": FER_LABELS[int(c)], "label": g} for p, c, g in zip(paths, y, settled)],
+        "faces": [{"path": str(p), "expression": FER_LABELS[int(c)], "label": g,
+                   "direct": FER_LABELS[int(d)], "detector": None if k < 0 else FER_LABELS[int(k)]}
+                  for p, c, g, d, k in zip(paths, y, settled, scored["direct"], scored["detector"])],
     }
 
 
