@@ -722,10 +722,11 @@ def format_face_report(report: Mapping[str, Any]) -> str:
                  f"that gave a state)")
     d = report["detector_path"]
     lines.append("")
-    lines.append(f"detector path (the daemon's detector and crop on each framed face): found {_fmt(d['detector_found_share'])}; "
-                 f"accuracy {_fmt(d['accuracy_detector_path'])} (misses count wrong) vs {_fmt(d['accuracy_direct'])} "
-                 f"on the FER crops; on the faces found {_fmt(d['accuracy_detector_path_found'])} vs "
-                 f"{_fmt(d['accuracy_direct_found'])}")
+    lines.append(f"detector path (the daemon's detector and crop on each framed face): "
+                 f"found {_fmt(d['detector_found_share'])}; accuracy {_fmt(d['accuracy_detector_path'])} "
+                 f"(misses count wrong) vs {_fmt(d['accuracy_direct'])} on the FER crops; on the faces found "
+                 f"{_fmt(d['accuracy_detector_path_found'])} vs {_fmt(d['accuracy_direct_found'])}")
     lines.append("recall, direct / detector path: " + ", ".join(
-        f"{name} {row['recall_direct']:.2f}/{row['recall_detector_path']:.2f}" for name, row in report["classes"].items()))
+        f"{name} {row['recall_direct']:.2f}/{row['recall_detector_path']:.2f}"
+        for name, row in report["classes"].items()))
     return "\n".join(lines)
