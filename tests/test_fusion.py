@@ -313,3 +313,43 @@ def test_a_label_read_off_fast_evidence_dwells_less():
     assert fast[:10] == ["happy"] * 10 and fast[-1] != "happy"
     slow = face_labels(300.0)  # the same readings from a 300-s window would dwell
     assert set(slow) == {"happy"}
+
+
+# A clear expression with the confusions FER2013 models typically share it with (face 1.4.0's
+# confusion matrix: sad with angry/fear/neutral, fear with surprise/sad, ...).
+TYPICAL_FACES = {
+    "happy": ({"happy": 0.6, "neutral": 0.25, "surprise": 0.15}, {"happy", "excited"}),
+    "sad": ({"sad": 0.5, "angry": 0.2, "fear": 0.2, "neutral": 0.1}, {"sad"}),
+    "angry": ({"angry": 0.5, "sad": 0.2, "disgust": 0.15, "fear": 0.15}, {"tense", "stressed"}),
+    "fear": ({"fear": 0.5, "surprise": 0.2, "sad": 0.2, "angry": 0.1}, {"tense", "stressed"}),
+    "disgust": ({"disgust": 0.5, "angry": 0.3, "sad": 0.2}, {"tense", "stressed"}),
+    "surprise": ({"surprise": 0.6, "fear": 0.25, "happy": 0.15}, {"excited", "tense"}),
+    "neutral": ({"neutral": 0.5, "sad": 0.3, "happy": 0.2}, {"neutral", "calm"}),
+}
+
+
+@pytest.mark.parametrize("expression", sorted(TYPICAL_FACES))
+def test_a_clear_face_with_its_usual_confusions_reads_as_its_own_place(expression):
+    """Face only: the label is the expression's region of the circumplex, held steady through the LabelHolder."""
+    probs, expected = TYPICAL_FACES[expression]
+    params = FusionParams()
+    holder = LabelHolder(params)
+    for i in range(30):
+        e = ModalityEstimate("face", float(i), {"label": expression, "probs": probs}, confidence=max(probs.values()),
+                             quality=0.8, window_s=1.0)
+        state = holder(fuse({"face": e}, float(i), params))
+        assert state.label in expected, (i, state.label, state.valence, state.arousal, state.stress)
+        assert state.valence is not None and state.arousal is not None
+
+
+def test_a_sad_face_is_not_pulled_into_tense_by_its_runner_up_classes():
+    """The plain probability-weighted mean puts this sad face above the horizontal axis (tense); the face's own place is sad."""
+    probs = TYPICAL_FACES["sad"][0]
+    plain_arousal = sum(p * FACE_CIRCUMPLEX[k][1] for k, p in probs.items())
+    assert plain_arousal > 0  # what the mixture's mean alone would say: activated, i.e. tense
+    e = ModalityEstimate("face", 0.0, {"label": "sad", "probs": probs}, confidence=0.5, quality=0.8, window_s=1.0)
+    affect = map_to_affect(e)
+    assert affect.arousal < 0 and affect.valence < -0.5
+    assert fuse({"face": e}, 0.0, FusionParams()).label == "sad"
+    # the published outputs stay the model's own probabilities
+    assert fuse({"face": e}, 0.0, FusionParams()).contributions["face"].outputs["probs"] == probs

@@ -29,13 +29,17 @@ epochs and seed) on the other subjects, quantized int8 as shipped, and cached (`
 Other subjects use the shipped models. ``--models shipped`` uses the shipped models throughout
 (flattered figures where they trained on the subject; the output says so).
 
-FER2013 (``fer2013:DIR``, ``DIR/<class>/*.jpg``): faces are drawn into a video (each face
-enlarged on a plain frame and held ``--hold-s`` seconds, long enough for the smoothing to
-settle), which the daemon's camera source plays into the pipeline: detector, crop, face model,
+FER2013 (``fer2013:DIR``, ``DIR/<class>/*.jpg``): faces are drawn into a video, each pasted into
+a 320x240 camera-like frame at a seeded random size (80-160 px), place and background
+(``edge.tools.face_framing``) and held ``--hold-s`` seconds, long enough for the smoothing to
+settle; the daemon's camera source plays it into the pipeline: detector, crop, face model,
 fusion, smoothing. Each face's settled label (the last state before the next face) is compared
-with the expression's place on the circumplex (``AGREEING_LABELS``). On the face model's own
-training folder only its held-out test part is used (``--split auto``); any other folder is used
-whole.
+with the expression's place on the circumplex (``AGREEING_LABELS``). The same decoded frames also
+go through the daemon's detector-and-crop path alone (``FaceEstimator.score_frame``), beside the
+model on the FER crop itself: the detector's hit rate and the accuracy of both paths. On the face
+model's own training folder only its held-out test part is used (``--split auto``), without the
+images that are pixel-identical to one of its training or validation images; any other folder is
+used whole.
 """
 
 from __future__ import annotations
@@ -74,8 +78,7 @@ AGREEING_LABELS: dict[str, frozenset[str]] = {
 FIGURES = ("rest_negative", "stress_hit", "uncertain_share", "flips_per_10min", "stress_auroc")
 CONTIGUOUS_HOPS = 2.5  # consecutive states further apart than this many fusion hops: a gap, not a flip
 FACE_T0_UNIX = 1_700_000_000.0  # the face video's clock (any fixed time: states are matched by it)
-FACE_FRAME_PX = (320, 240)  # the face video's frame (width, height): a small camera frame
-FACE_SIDE_PX = 144  # a 48 px FER2013 face drawn 3x: well above the detector's smallest face
+FACE_FRAMING_SEED = 0  # the faces' random size, place and background (edge.tools.face_framing)
 DEFAULT_HOLD_S = 60.0
 DEFAULT_FPS = 1.0  # a face window (1 s) then holds one or two frames: identical frames add cost, not information
 PHYSIO = ("eda", "cardiac")
@@ -490,8 +493,34 @@ def _fmt(x: Any) -> str:
 
 # -------------------------------------------------------------------------------- FER2013
 
-def choose_faces(root: Path, split: str, limit: int | None) -> tuple[list[Path], np.ndarray, str]:
-    """(image paths, class indices, which faces) in the order they are shown."""
+def pixel_hashes(paths: list[Path]) -> list[str]:
+    """sha256 of each image's decoded grey pixels (and shape): equal for pixel-identical images."""
+    import cv2  # noqa: PLC0415
+
+    out = []
+    for p in paths:
+        gray = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+        if gray is None:
+            raise DatasetError(f"fer2013: {p} is not a readable image")
+        out.append(hashlib.sha256(f"{gray.shape}".encode() + gray.tobytes()).hexdigest())
+    return out
+
+
+def drop_duplicates(paths: list[Path], chosen: np.ndarray, trained: np.ndarray) -> tuple[np.ndarray, int]:
+    """``chosen`` without the images pixel-identical to one of ``trained`` (indices into ``paths``); (kept, dropped)."""
+    hashes = pixel_hashes([paths[i] for i in chosen])
+    seen = set(pixel_hashes([paths[i] for i in trained]))
+    keep = np.array([h not in seen for h in hashes], bool)
+    return chosen[keep], int((~keep).sum())
+
+
+def choose_faces(root: Path, split: str, limit: int | None) -> tuple[list[Path], np.ndarray, str, int]:
+    """(image paths, class indices, which faces, duplicates dropped) in the order they are shown.
+
+    The held-out parts of the face model's own folder lose their images that are pixel-identical
+    to an image the model was trained or validated on (FER2013 holds such copies; 219 of the test
+    part's 2,872), so the figures are not flattered by faces the model has seen.
+    """
     from edge.models import load_manifest, models_dir  # noqa: PLC0415
     from edge.tools.train_face import list_fer2013, stratified_split  # noqa: PLC0415
 
@@ -500,13 +529,16 @@ def choose_faces(root: Path, split: str, limit: int | None) -> tuple[list[Path],
         training = (load_manifest(models_dir() / "face.json").get("training") or {})
         n_folder = sum(int(training.get(k) or 0) for k in ("n_train", "n_val", "n_test"))
         split = "test" if n_folder == len(paths) else "all"
+    dropped = 0
     if split == "all":
         chosen, which = np.arange(len(paths)), "every face of the folder"
     else:
         train, val, test = stratified_split(labels)
-        chosen = test if split == "test" else val
+        chosen, trained = (test, np.concatenate([train, val])) if split == "test" else (val, train)
+        chosen, dropped = drop_duplicates(paths, chosen, trained)
         which = (f"the face model's held-out {split} part of its training folder (tools/train_face.py "
-                 f"stratified_split, seed 0; never trained on)")
+                 f"stratified_split, seed 0; never trained on), without {dropped} pixel-identical "
+                 f"copies of {'training or validation' if split == 'test' else 'training'} images")
     rng = np.random.default_rng(0)
     picked = []
     for c in np.unique(labels[chosen]):
@@ -517,42 +549,92 @@ def choose_faces(root: Path, split: str, limit: int | None) -> tuple[list[Path],
     order = order[np.random.default_rng(1).permutation(len(order))]  # classes interleaved: each face follows another kind
     if limit:
         which += f", at most {limit} per class"
-    return [paths[i] for i in order], labels[order], which
+    return [paths[i] for i in order], labels[order], which, dropped
 
 
-def face_frame(face: np.ndarray) -> np.ndarray:
-    """One video frame: the face enlarged to FACE_SIDE_PX, centred on a plain frame of its own mean grey."""
+def read_face(path: Path) -> np.ndarray:
+    """A FER2013 image as a 48x48 grey uint8 face."""
     import cv2  # noqa: PLC0415
 
-    big = cv2.resize(face, (FACE_SIDE_PX, FACE_SIDE_PX), interpolation=cv2.INTER_CUBIC)
-    width, height = FACE_FRAME_PX
-    frame = np.full((height, width), int(round(float(face.mean()))), np.uint8)
-    x0, y0 = (width - FACE_SIDE_PX) // 2, (height - FACE_SIDE_PX) // 2
-    frame[y0:y0 + FACE_SIDE_PX, x0:x0 + FACE_SIDE_PX] = big
-    return frame
+    gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if gray is None:
+        raise DatasetError(f"fer2013: {path} is not a readable image")
+    if gray.shape != (48, 48):
+        gray = cv2.resize(gray, (48, 48), interpolation=cv2.INTER_AREA)
+    return gray
 
 
-def write_face_video(paths: list[Path], path: Path, hold_s: float, fps: float) -> int:
-    """An MJPG video holding each face ``hold_s`` seconds at ``fps``; returns frames per face."""
+def write_face_video(paths: list[Path], path: Path, hold_s: float, fps: float,
+                     seed: int = FACE_FRAMING_SEED) -> int:
+    """An MJPG video holding each face, framed as a camera sees it, ``hold_s`` seconds at ``fps``; frames per face."""
     import cv2  # noqa: PLC0415
+
+    from edge.tools.face_framing import FRAME_PX, framed_face  # noqa: PLC0415
 
     per_face = max(1, int(round(hold_s * fps)))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, FACE_FRAME_PX, False)
+    rng = np.random.default_rng(seed)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, FRAME_PX, False)
     if not writer.isOpened():
         raise DatasetError(f"fer2013: cannot write the face video {path}")
     try:
         for p in paths:
-            gray = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
-            if gray is None:
-                raise DatasetError(f"fer2013: {p} is not a readable image")
-            if gray.shape != (48, 48):
-                gray = cv2.resize(gray, (48, 48), interpolation=cv2.INTER_AREA)
-            frame = face_frame(gray)
+            frame, _ = framed_face(read_face(p), rng)
             for _ in range(per_face):
                 writer.write(frame)
     finally:
         writer.release()
     return per_face
+
+
+def detector_path(config: Any, paths: list[Path], video: Path, per_face: int) -> dict[str, np.ndarray]:
+    """Each face through the daemon's detector-and-crop path alone, and the model on its FER crop.
+
+    The frame scored is the face's first frame decoded from the video (what the camera source
+    hands the pipeline). Returns ``direct`` and ``detector`` predicted class indices (-1: no face
+    found) and the faces' ``quality`` (nan where none was found).
+    """
+    import cv2  # noqa: PLC0415
+
+    from edge.daemon import load_estimators  # noqa: PLC0415
+    from edge.features.face import face_input  # noqa: PLC0415
+    from firmware_bridge.transports.camera import to_gray  # noqa: PLC0415
+
+    estimators, reasons = load_estimators(config)
+    if "face" not in estimators:
+        raise DatasetError(f"evaluate states: the face model could not be loaded ({reasons.get('face', '?')})")
+    est = estimators["face"]
+    direct = np.full(len(paths), -1, np.int64)
+    detector = np.full(len(paths), -1, np.int64)
+    quality = np.full(len(paths), np.nan)
+    cap = cv2.VideoCapture(str(video))
+    try:
+        for i, p in enumerate(paths):
+            face = read_face(p)
+            direct[i] = int(np.argmax(est.model.predict(face_input(face, (0, 0, face.shape[1], face.shape[0])))))
+            ok, frame = cap.read()
+            for _ in range(per_face - 1):
+                cap.grab()
+            if not ok or frame is None:
+                raise DatasetError(f"fer2013: the face video {video} ended at face {i + 1} of {len(paths)}")
+            scored = est.score_frame(to_gray(frame, cv2))
+            if scored is not None:
+                detector[i], quality[i] = int(np.argmax(scored[0])), scored[1]
+    finally:
+        cap.release()
+    return {"direct": direct, "detector": detector, "quality": quality}
+
+
+def path_figures(y: np.ndarray, direct: np.ndarray, detector: np.ndarray) -> dict[str, Any]:
+    """Detector hit rate and accuracy of the direct-crop and detector paths (all faces; and the faces found)."""
+    found = detector >= 0
+    n = len(y)
+
+    def acc(pred: np.ndarray, mask: np.ndarray) -> float | None:
+        return float(np.mean(pred[mask] == y[mask])) if mask.any() else None
+
+    return {"faces": int(n), "detector_found_share": float(found.mean()) if n else None,
+            "accuracy_direct": acc(direct, np.ones(n, bool)), "accuracy_detector_path": acc(detector, np.ones(n, bool)),
+            "accuracy_direct_found": acc(direct, found), "accuracy_detector_path_found": acc(detector, found)}
 
 
 def settled_labels(states: list[Mapping[str, Any]], n_faces: int, hold_s: float, hop_s: float,
@@ -572,8 +654,9 @@ def evaluate_faces(root: Path, config: Any, limit: int | None = None, split: str
     """Faces through the camera path as a video; agreement of each face's settled label with its expression."""
     from edge.config import replace_dotted  # noqa: PLC0415
     from edge.features.face import FER_LABELS  # noqa: PLC0415
+    from edge.tools.face_framing import framing_description  # noqa: PLC0415
 
-    paths, y, which = choose_faces(Path(root), split, limit)
+    paths, y, which, dropped = choose_faces(Path(root), split, limit)
     if not paths:
         raise DatasetError(f"fer2013 {root}: no faces in the chosen part ({which})")
     cfg = replace_dotted(config, "daemon.modalities", ("face",))
@@ -582,8 +665,9 @@ def evaluate_faces(root: Path, config: Any, limit: int | None = None, split: str
         t0 = time.monotonic()
         log.info("fer2013: %d faces (%s) into a %.0f-min video; the daemon's camera path plays it", len(paths), which,
                  len(paths) * hold_s / 60.0)
-        write_face_video(paths, video, hold_s, fps)
+        per_face = write_face_video(paths, video, hold_s, fps)
         payloads, versions = run_pipeline(cfg, f"camera:{video}?fps={fps:g}&start={FACE_T0_UNIX:.0f}")
+        scored = detector_path(cfg, paths, video, per_face)
         log.info("%d faces, %d states in %.0f s", len(paths), len(payloads), time.monotonic() - t0)
     settled = settled_labels(payloads, len(paths), hold_s, config.fusion.hop_s)
     per_class: dict[str, dict[str, Any]] = {}
@@ -592,15 +676,21 @@ def evaluate_faces(root: Path, config: Any, limit: int | None = None, split: str
         if not got:
             continue
         agree = sum(1 for g in got if g in AGREEING_LABELS[name])
+        mask = y == c
         per_class[name] = {"faces": len(got), "agreement": agree / len(got),
                            "no_state_share": sum(1 for g in got if g is None) / len(got),
-                           "expected": sorted(AGREEING_LABELS[name]), "labels": _tally(got)}
+                           "expected": sorted(AGREEING_LABELS[name]), "labels": _tally(got),
+                           "recall_direct": float(np.mean(scored["direct"][mask] == c)),
+                           "recall_detector_path": float(np.mean(scored["detector"][mask] == c)),
+                           "detector_found_share": float(np.mean(scored["detector"][mask] >= 0))}
     n = len(paths)
     agree_all = sum(1 for i, g in enumerate(settled) if g in AGREEING_LABELS[FER_LABELS[int(y[i])]])
     return {
         "dataset": "fer2013",
         "path": str(root),
         "faces_used": which,
+        "duplicates_dropped": dropped,
+        "framing": f"{framing_description()}, seed {FACE_FRAMING_SEED} (edge.tools.face_framing)",
         "hold_s": hold_s, "fps": fps,
         "fusion": {k: getattr(config.fusion, k) for k in ("hop_s", "smoothing_tau_s")},
         "models": versions,
@@ -610,13 +700,17 @@ def evaluate_faces(root: Path, config: Any, limit: int | None = None, split: str
                     "no_state_share": sum(1 for g in settled if g is None) / n,
                     "agreement_with_state": _share(agree_all, sum(1 for g in settled if g is not None)),
                     "labels": _tally(settled)},
-        "faces": [{"path": str(p), "expression": FER_LABELS[int(c)], "label": g} for p, c, g in zip(paths, y, settled)],
+        "detector_path": path_figures(y, scored["direct"], scored["detector"]),
+        "faces": [{"path": str(p), "expression": FER_LABELS[int(c)], "label": g,
+                   "direct": FER_LABELS[int(d)], "detector": None if k < 0 else FER_LABELS[int(k)]}
+                  for p, c, g, d, k in zip(paths, y, settled, scored["direct"], scored["detector"])],
     }
 
 
 def format_face_report(report: Mapping[str, Any]) -> str:
     lines = [f"evaluate states: fer2013 {report['path']}",
              f"faces: {report['faces_used']}; each held {report['hold_s']:g} s at {report['fps']:g} fps",
+             f"framing: {report['framing']}",
              f"models: {', '.join(f'{k} {v}' for k, v in report['models'].items())}", "",
              f"{'expression':<11}{'faces':>6}{'agreement':>11}{'no state':>10}  expected  -> labels"]
     for name, row in report["classes"].items():
@@ -626,4 +720,13 @@ def format_face_report(report: Mapping[str, Any]) -> str:
     lines.append(f"{'overall':<11}{o['faces']:>6}{o['agreement']:>11.3f}{o['no_state_share']:>10.3f}  "
                  f"(class mean {o['agreement_class_mean']:.3f}; {_fmt(o['agreement_with_state'])} of the faces "
                  f"that gave a state)")
+    d = report["detector_path"]
+    lines.append("")
+    lines.append(f"detector path (the daemon's detector and crop on each framed face): "
+                 f"found {_fmt(d['detector_found_share'])}; accuracy {_fmt(d['accuracy_detector_path'])} "
+                 f"(misses count wrong) vs {_fmt(d['accuracy_direct'])} on the FER crops; on the faces found "
+                 f"{_fmt(d['accuracy_detector_path_found'])} vs {_fmt(d['accuracy_direct_found'])}")
+    lines.append("recall, direct / detector path: " + ", ".join(
+        f"{name} {row['recall_direct']:.2f}/{row['recall_detector_path']:.2f}"
+        for name, row in report["classes"].items()))
     return "\n".join(lines)

@@ -34,9 +34,13 @@ FER_LABELS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 
 FACE_INPUT_SIZE = 48  # px, FER2013 crop side
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
-# A Haar box spans roughly eyebrows to mouth; FER2013 crops also hold the forehead and chin.
-# Growing the box by this fraction of its side on each side (then squaring it) matches them.
-FACE_MARGIN_FRAC = 0.12
+# Growing the Haar box by this fraction of its side on each side (then squaring it) cuts the FER2013
+# framing. Measured on 1,437 held-out validation faces pasted into 320x240 frames
+# (edge.tools.face_framing): the Haar box is nearly the whole FER crop (pasted side / box side:
+# median 1.05, i.e. a margin of 0.025; centre offsets < 0.01 of the side), and at this margin the
+# detector path's accuracy equals the direct crop's (66.3 % vs 66.2 % on the faces found), where
+# the earlier 0.12 cut looser than FER and lost 4 points (61.9 %).
+FACE_MARGIN_FRAC = 0.025
 
 Box = tuple[int, int, int, int]  # x, y, w, h in pixels
 
