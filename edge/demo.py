@@ -124,6 +124,8 @@ def main(args: argparse.Namespace) -> int:
             "daemon.sources": (f"simulate:seed={args.seed},start={start_unix},prime={PRIME_S:g}", *args.sources),
             "daemon.speed": speed, "daemon.device_id": args.device_id, "daemon.state_dir": state_dir,
             "mqtt.broker": url,
+            # the embedded broker speaks 3.1.1 only: say so up front instead of negotiating down
+            "mqtt.protocol": "3.1.1",
         }
         if args.duration is not None:
             overrides["daemon.duration_s"] = float(args.duration)
