@@ -59,7 +59,7 @@ lock: $(BIN)/python
 test-latest:
 	rm -rf .venv-latest build
 	$(PYTHON) -m venv .venv-latest
-	.venv-latest/bin/python -m pip install -q --upgrade pip
+	.venv-latest/bin/python -m pip install -q --upgrade pip "setuptools>=77" wheel  # the build tools too: some tests build the wheel without isolation
 	.venv-latest/bin/python -m pip install -q --upgrade ".[camera,record,report,test,train]"
 	cd tests && ../.venv-latest/bin/python $(PYTEST) $(ARGS) .
 
