@@ -228,9 +228,10 @@ def test_start_defaults_to_the_wall_clock():
     assert before - 1 <= blocks[0].ts_unix <= time.time()
 
 
-def test_speed_one_paces_in_real_time():
+def collect_for(spec: str, speed: float, wall_s: float) -> list:
+    """The blocks a paced source delivers in ``wall_s`` seconds of wall time."""
     async def run():
-        source = open_source("simulate:start=0", 1.0)
+        source = open_source(spec, speed)
         got = []
 
         async def consume():
@@ -238,7 +239,7 @@ def test_speed_one_paces_in_real_time():
                 got.append(block)
 
         task = asyncio.create_task(consume())
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(wall_s)
         task.cancel()
         try:
             await task
@@ -246,7 +247,11 @@ def test_speed_one_paces_in_real_time():
             pass
         return got
 
-    got = asyncio.run(run())
+    return asyncio.run(run())
+
+
+def test_speed_one_paces_in_real_time():
+    got = collect_for("simulate:start=0", 1.0, 0.6)
     delivered_s = max(b.end_unix for b in got if b.stream == "eeg")
     assert 0.4 <= delivered_s <= 0.8
     assert {b.stream for b in got} >= {"eeg", "ecg", "eda"}
@@ -254,24 +259,7 @@ def test_speed_one_paces_in_real_time():
 
 def test_prime_runs_the_first_seconds_at_full_speed_then_keeps_to_speed():
     """``prime=S``: the script's first S simulated seconds come at once (the demo's head start), then real time."""
-    async def run():
-        source = open_source(f"simulate:start={START},prime=60", 1.0)
-        got = []
-
-        async def consume():
-            async for block in source.blocks():
-                got.append(block)
-
-        task = asyncio.create_task(consume())
-        await asyncio.sleep(1.5)
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-        return got
-
-    got = asyncio.run(run())
+    got = collect_for(f"simulate:start={START},prime=60", 1.0, 1.5)
     delivered_s = max(b.end_unix for b in got if b.stream == "eeg") - START
     assert 60.0 <= delivered_s <= 61.6  # all 60 primed seconds, then at most 1.5 s more at speed 1
     with pytest.raises(SourceError, match="prime"):
