@@ -475,6 +475,25 @@ def secret_file_exposure(path: Path) -> str | None:
     return None
 
 
+def read_password_file(name: str, what: str) -> str:
+    """The first line of a password file, or a one-line ``ConfigError`` starting with ``what``.
+
+    Read first, so a FIFO or a huge file is refused before anything else is said of it; then a
+    file its group or others can read is refused (it should be mode 600).
+    """
+    path = Path(name).expanduser()
+    try:
+        lines = read_small_text(path, limits.MAX_SMALL_FILE_BYTES).splitlines()
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot read {name} ({exc.strerror or exc})") from None
+    except ValueError as exc:  # a FIFO would block the start for good; not UTF-8; too large
+        raise ConfigError(f"{what}: {name} {exc}") from None
+    too_open = secret_file_exposure(path)
+    if too_open:
+        raise ConfigError(f"{what}: {name} is {too_open}")
+    return lines[0] if lines else ""
+
+
 def broker_address(mqtt: MqttConfig) -> Any:
     """The publisher's ``BrokerAddress`` with credentials resolved, so no password need sit in a URL.
 
@@ -488,17 +507,7 @@ def broker_address(mqtt: MqttConfig) -> Any:
     username = address.username or mqtt.username or None
     password = address.password
     if password is None and mqtt.password_file:
-        try:  # read first: a FIFO or a huge file is refused before anything else is said of it
-            lines = read_small_text(Path(mqtt.password_file).expanduser(), limits.MAX_SMALL_FILE_BYTES).splitlines()
-        except OSError as exc:
-            raise ConfigError(f"config: mqtt.password_file: cannot read {mqtt.password_file} "
-                              f"({exc.strerror or exc})") from None
-        except ValueError as exc:  # a FIFO would block the start for good; not UTF-8; too large
-            raise ConfigError(f"config: mqtt.password_file: {mqtt.password_file} {exc}") from None
-        too_open = secret_file_exposure(Path(mqtt.password_file).expanduser())
-        if too_open:
-            raise ConfigError(f"config: mqtt.password_file: {mqtt.password_file} is {too_open}")
-        password = lines[0] if lines else ""
+        password = read_password_file(mqtt.password_file, "config: mqtt.password_file")
     if password is None:
         password = os.environ.get(PASSWORD_ENV)
     if username is None:

@@ -355,14 +355,10 @@ def _password(args: argparse.Namespace) -> str | None:
     """--password-file's first line, else $EMOTION_EDGE_MQTT_PASSWORD, else None."""
     import os  # noqa: PLC0415
 
-    from edge.config import PASSWORD_ENV  # noqa: PLC0415
+    from edge.config import PASSWORD_ENV, read_password_file  # noqa: PLC0415
 
-    if args.password_file:
-        try:
-            lines = Path(args.password_file).expanduser().read_text().splitlines()
-        except OSError as exc:
-            raise ConfigError(f"--password-file {args.password_file}: cannot read ({exc.strerror or exc})") from None
-        return lines[0] if lines else ""
+    if args.password_file:  # the same checks as the daemon's mqtt.password_file (FIFO, size, mode 600)
+        return read_password_file(args.password_file, "--password-file")
     return os.environ.get(PASSWORD_ENV)
 
 
