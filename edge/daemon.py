@@ -438,7 +438,9 @@ def load_estimators(config: Config) -> tuple[dict[str, Estimator], dict[str, str
             window = window_spec(config, m, model.manifest)
             estimators[m] = make_estimator(m, model, window, max_frames=config.face.max_frames_per_window,
                                            min_face_px=config.face.min_face_px,
-                                           detect_width_px=config.face.detect_width_px)
+                                           detect_width_px=config.face.detect_width_px,
+                                           face_detector=config.face.detector,
+                                           num_threads=config.models.num_threads)
             log.info("model %s %s loaded (%s, window %g s, hop %g s)", m, model.version, model.runtime,
                      window.length_s, window.hop_s)
         except MissingExtraError as exc:  # face without OpenCV: a camera source says so as an error itself
