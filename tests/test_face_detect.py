@@ -213,4 +213,6 @@ def test_the_detector_model_ships_documented_with_its_licence():
     manifest = (models_dir() / "face_detector.json").read_text()
     card = (REPO_ROOT / "models" / "face_detector.md").read_text()
     assert "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8" in manifest
-    assert "Apache" in card and "MediaPipe Authors" in card and "not trained by this project" in card
+    assert "Apache License 2.0" in card and "MediaPipe Authors" in card and "not trained by this project" in card.lower()
+    licence = models_dir() / "face_detector.LICENSE.txt"  # installed with the models, as the licence asks
+    assert "Apache License" in licence.read_text()
