@@ -238,6 +238,8 @@ def test_faces_through_the_camera_path(tmp_path: Path) -> None:
     real = [f for f in faces if Path(f["path"]).name != "c.jpg"]
     assert sum(f["detector"] is not None for f in real) >= 12
     assert all((f["label"] is None) == (f["detector"] is None) for f in faces)
+    ceiling = np.mean([bool(es.AGREEING_LABELS[f["direct"]] & es.AGREEING_LABELS[f["expression"]]) for f in faces])
+    assert report["overall"]["agreement_ceiling_direct"] == pytest.approx(ceiling)
     noise = next(f for f in faces if Path(f["path"]).name == "c.jpg")
     assert noise["label"] is None and noise["detector"] is None
     # the FER crop itself always goes through the model: one class for the face, one for its mirror image

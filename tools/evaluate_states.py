@@ -725,6 +725,10 @@ def evaluate_faces(root: Path, config: Any, limit: int | None = None, split: str
                            "detector_found_share": float(np.mean(scored["detector"][mask] >= 0))}
     n = len(paths)
     agree_all = sum(1 for i, g in enumerate(settled) if g in AGREEING_LABELS[FER_LABELS[int(y[i])]])
+    # The most any label rule could agree given this model: the face's top class on its FER crop shares an
+    # agreeing label with the expression (angry read as fear, or surprise read as angry, still agrees: tense).
+    ceiling = float(np.mean([bool(AGREEING_LABELS[FER_LABELS[int(d)]] & AGREEING_LABELS[FER_LABELS[int(c)]])
+                             for c, d in zip(y, scored["direct"])]))
     return {
         "dataset": "fer2013",
         "path": str(root),
@@ -739,6 +743,7 @@ def evaluate_faces(root: Path, config: Any, limit: int | None = None, split: str
                     "agreement_class_mean": float(np.mean([r["agreement"] for r in per_class.values()])),
                     "no_state_share": sum(1 for g in settled if g is None) / n,
                     "agreement_with_state": _share(agree_all, sum(1 for g in settled if g is not None)),
+                    "agreement_ceiling_direct": ceiling,
                     "labels": _tally(settled)},
         "detector_path": path_figures(y, scored["direct"], scored["detector"]),
         "faces": [{"path": str(p), "expression": FER_LABELS[int(c)], "label": g,
@@ -760,6 +765,8 @@ def format_face_report(report: Mapping[str, Any]) -> str:
     lines.append(f"{'overall':<11}{o['faces']:>6}{o['agreement']:>11.3f}{o['no_state_share']:>10.3f}  "
                  f"(class mean {o['agreement_class_mean']:.3f}; {_fmt(o['agreement_with_state'])} of the faces "
                  f"that gave a state)")
+    lines.append(f"{'':<11}{'':>6}{o['agreement_ceiling_direct']:>11.3f}  the model's ceiling: faces whose top class "
+                 f"on the FER crop agrees with the expression")
     d = report["detector_path"]
     lines.append("")
     lines.append(f"detector path (the daemon's detector and crop on each framed face): "
