@@ -420,6 +420,14 @@ class Pipeline:
 
 # -- assembling the pipeline ---------------------------------------------------------------------
 
+def estimator_for(config: Config, modality: str, model: Any) -> Estimator:
+    """The daemon's estimator for one loaded model, with the config's window and face settings (tools use it too)."""
+    return make_estimator(modality, model, window_spec(config, modality, model.manifest),
+                          max_frames=config.face.max_frames_per_window, min_face_px=config.face.min_face_px,
+                          detect_width_px=config.face.detect_width_px, face_detector=config.face.detector,
+                          num_threads=config.models.num_threads)
+
+
 def load_estimators(config: Config) -> tuple[dict[str, Estimator], dict[str, str]]:
     """Load, verify and wrap each configured modality's model; (estimators, reasons for the rest)."""
     import os  # noqa: PLC0415
@@ -435,12 +443,8 @@ def load_estimators(config: Config) -> tuple[dict[str, Estimator], dict[str, str
             continue
         try:
             model = TFLiteModel(m, num_threads=config.models.num_threads)
-            window = window_spec(config, m, model.manifest)
-            estimators[m] = make_estimator(m, model, window, max_frames=config.face.max_frames_per_window,
-                                           min_face_px=config.face.min_face_px,
-                                           detect_width_px=config.face.detect_width_px,
-                                           face_detector=config.face.detector,
-                                           num_threads=config.models.num_threads)
+            estimators[m] = estimator_for(config, m, model)
+            window = estimators[m].window
             log.info("model %s %s loaded (%s, window %g s, hop %g s)", m, model.version, model.runtime,
                      window.length_s, window.hop_s)
         except MissingExtraError as exc:  # face without OpenCV: a camera source says so as an error itself

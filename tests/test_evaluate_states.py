@@ -94,6 +94,28 @@ def _expected_counts(payloads: list[dict], start: float) -> dict:
     return {"rest": rest, "task": task, "neg": neg, "hit": hit, "flips": flips, "states": len(labelled)}
 
 
+def test_threshold_sweep_gives_the_best_stress_hit_within_the_rest_negative_target() -> None:
+    """20 rest states at stress 0.05 .. 0.43 (0.02 apart), 10 task states at 0.305 .. 0.755 (0.05 apart)."""
+    t0 = 1000.0
+    times = t0 + np.arange(300, dtype=np.float64)
+    y = (np.arange(300) >= 100).astype(np.int8)
+    rest = [_state(t0 + 5 * i + 0.5, "calm", 0.05 + 0.02 * i) for i in range(20)]
+    task = [_state(t0 + 100 + 5 * i + 0.5, "stressed", 0.305 + 0.05 * i) for i in range(10)]
+    task.append(_state(t0 + 160.5, "stressed", None))  # missing stress: in no histogram bin
+    c = es.state_counts(rest + task, times, y, hop_s=5.0)
+    assert sum(c["stress_histogram"]["rest"]) == 20 and sum(c["stress_histogram"]["stress"]) == 10
+    sweep = es.overall_of({"S90": c})["threshold_sweep"]
+    # rest share <= 0.15 needs at most 3 of 20 rest states at or above: 0.39, 0.41, 0.43 -> lowest such threshold 0.38
+    best = sweep["best"]
+    assert best["threshold"] == pytest.approx(0.38) and best["rest_share"] == pytest.approx(3 / 20)
+    assert best["stress_share"] == pytest.approx(8 / 10)  # 0.405 .. 0.755
+    by_t = {round(p["threshold"], 2): p for p in sweep["thresholds"]}
+    assert by_t[0.0]["rest_share"] == by_t[0.0]["stress_share"] == 1.0
+    assert by_t[0.5]["rest_share"] == 0.0 and by_t[0.5]["stress_share"] == pytest.approx(6 / 10)
+    # no task state with a stress: no sweep, said as such rather than a number
+    assert es.threshold_sweep({"rest": [1] * es.SWEEP_BINS, "stress": [0] * es.SWEEP_BINS})["best"] is None
+
+
 def test_evaluate_states_on_unseen_subjects_matches_the_fixture(unseen_dataset: Path) -> None:
     proc = run_cli("evaluate", "states", "--dataset", f"stress-predict:{unseen_dataset}", "--json", check=True)
     report = json.loads(proc.stdout)
@@ -121,6 +143,8 @@ def test_evaluate_states_on_unseen_subjects_matches_the_fixture(unseen_dataset: 
         assert row["stress_auroc"] is not None and row["stress_auroc"] > 0.7
     overall = report["overall"]
     assert overall["states"] == sum(r["states"] for r in report["subjects"].values())
+    best = overall["threshold_sweep"]["best"]  # the ceiling of a label read off stress alone, on these states
+    assert best is None or best["rest_share"] <= es.REST_NEGATIVE_TARGET
     assert overall["stress_auroc"] == pytest.approx(np.mean([r["stress_auroc"] for r in report["subjects"].values()]))
     # the text form carries the same figures and says which models were used
     text = run_cli("evaluate", "states", "--dataset", f"stress-predict:{unseen_dataset}", "--subjects", "S91",
@@ -214,6 +238,8 @@ def test_faces_through_the_camera_path(tmp_path: Path) -> None:
     real = [f for f in faces if Path(f["path"]).name != "c.jpg"]
     assert sum(f["detector"] is not None for f in real) >= 12
     assert all((f["label"] is None) == (f["detector"] is None) for f in faces)
+    ceiling = np.mean([bool(es.AGREEING_LABELS[f["direct"]] & es.AGREEING_LABELS[f["expression"]]) for f in faces])
+    assert report["overall"]["agreement_ceiling_direct"] == pytest.approx(ceiling)
     noise = next(f for f in faces if Path(f["path"]).name == "c.jpg")
     assert noise["label"] is None and noise["detector"] is None
     # the FER crop itself always goes through the model: one class for the face, one for its mirror image

@@ -188,6 +188,54 @@ def test_evaluate_cli_scores_every_image_of_a_folder(fer_fixture: Path) -> None:
     assert "warning" not in proc.stderr
 
 
+def test_evaluate_detector_path_scores_each_face_through_the_daemons_estimator(tmp_path: Path) -> None:
+    """`models evaluate face --detector-path`: a real face (found) and noise pictures (never found) per class."""
+    from conftest import load_test_module
+
+    from edge.config import load_config
+    from edge.daemon import estimator_for
+    from edge.tools.evaluate_states import read_face
+    from edge.tools.face_framing import framed_face
+
+    face = load_test_module("test_evaluate_states")._grace_hopper_crop()
+    if face is None:
+        pytest.skip("matplotlib's sample photograph (grace_hopper.jpg) is not installed")
+    root = tmp_path / "faces"
+    rng = np.random.default_rng(5)
+    for label in FER_LABELS:
+        (root / label).mkdir(parents=True)
+        cv2.imwrite(str(root / label / "a.png"), face)
+        cv2.imwrite(str(root / label / "b.png"), rng.integers(0, 255, (48, 48), dtype=np.uint8))
+    proc = run_cli("models", "evaluate", "face", "--dataset", f"fer2013:{root}", "--json", "--detector-path", check=True)
+    result = json.loads(proc.stdout)
+    path = result["detector_path"]
+    assert "320x240" in path["framing"] and result["n"] == 14
+    # the same frames (seed 0, folder order) through the daemon's own estimator give the same answers
+    paths, labels = list_fer2013(root)
+    estimator = estimator_for(load_config(None), "face", TFLiteModel("face"))
+    frame_rng = np.random.default_rng(0)
+    found = []
+    for p in paths:
+        frame, _ = framed_face(read_face(p), frame_rng)
+        scored = estimator.score_frame(frame)
+        found.append(-1 if scored is None else int(np.argmax(scored[0])))
+    found = np.array(found)
+    assert path["found_share"] == pytest.approx(float(np.mean(found >= 0)))
+    assert path["accuracy"] == pytest.approx(float(np.mean(found == labels)))  # a missed face counts wrong
+    assert all(found[i] < 0 for i, p in enumerate(paths) if p.name == "b.png")  # noise is no face
+    assert sum(found[i] >= 0 for i, p in enumerate(paths) if p.name == "a.png") >= 6
+    assert path["per_class_found_share"]["happy"] in (0.0, 0.5)  # one of its two pictures can be a face
+
+
+def test_evaluate_split_scores_the_held_out_part_only(fer_fixture: Path) -> None:
+    proc = run_cli("models", "evaluate", "face", "--dataset", f"fer2013:{fer_fixture}", "--json", "--split", "val",
+                   check=True)
+    result = json.loads(proc.stdout)
+    _, labels = list_fer2013(fer_fixture)
+    _, val, _ = stratified_split(labels)
+    assert result["n"] == len(val) and "held-out val part" in result["faces"]
+
+
 def test_evaluate_says_how_many_images_the_model_was_trained_on(fer_fixture: Path, tmp_path: Path) -> None:
     """A manifest's training.seen_images (what `train face` records) against the evaluated folder."""
     from edge.models import models_dir

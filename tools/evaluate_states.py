@@ -82,6 +82,10 @@ FACE_FRAMING_SEED = 0  # the faces' random size, place and background (edge.tool
 DEFAULT_HOLD_S = 60.0
 DEFAULT_FPS = 1.0  # a face window (1 s) then holds one or two frames: identical frames add cost, not information
 PHYSIO = ("eda", "cardiac")
+# The stress threshold sweep: how the states' fused `stress` alone separates rest from task seconds.
+SWEEP_BINS = 100  # histogram of stress values in [0, 1], bins of 0.01
+SWEEP_STEP = 0.05  # thresholds listed in the JSON's threshold_sweep
+REST_NEGATIVE_TARGET = 0.15  # issue 14's rest_negative target: the sweep's best threshold stays within it
 
 
 # ------------------------------------------------------------------------------------ the CLI
@@ -231,6 +235,8 @@ def state_counts(states: Iterable[Mapping[str, Any]], label_times_unix: np.ndarr
     from edge.tools.metrics import auroc  # noqa: PLC0415
 
     auc = auroc(y[has_stress] == 1, stress[has_stress]) if has_stress.any() else float("nan")
+    histogram = {name: np.histogram(np.clip(stress[has_stress & mask], 0.0, 1.0), bins=SWEEP_BINS, range=(0.0, 1.0))[0]
+                 .astype(int).tolist() for name, mask in (("rest", rest), ("stress", task))}
     return {
         "states": int(len(states)),
         "states_labelled": int(scored.sum()),
@@ -244,6 +250,7 @@ def state_counts(states: Iterable[Mapping[str, Any]], label_times_unix: np.ndarr
         "span_s": float(span_s),
         "stress_auroc": None if not math.isfinite(auc) else float(auc),
         "labels": _tally(names[i] for i in kept),
+        "stress_histogram": histogram,
     }
 
 
@@ -284,7 +291,34 @@ def overall_of(per_subject: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         for k, v in c["labels"].items():
             labels[k] = labels.get(k, 0) + v
     total["labels"] = dict(sorted(labels.items()))
-    return {**figures_of(total), **total}
+    total["stress_histogram"] = {k: np.sum([c["stress_histogram"][k] for c in per_subject.values()], axis=0).tolist()
+                                 for k in ("rest", "stress")}
+    return {**figures_of(total), **total, "threshold_sweep": threshold_sweep(total["stress_histogram"])}
+
+
+def threshold_sweep(histogram: Mapping[str, list[int]]) -> dict[str, Any]:
+    """How far a label read off the fused ``stress`` alone, at one threshold, could go on these states.
+
+    For each threshold t: the share of rest states with stress >= t (what ``rest_negative`` would be
+    if ``stressed`` meant exactly that) and the share of task states with stress >= t (``stress_hit``
+    likewise). ``best`` is the lowest threshold that keeps the rest share within the
+    ``rest_negative`` target, so its stress share is the most any instantaneous threshold on these
+    states' stress can give there: a ceiling set by the models, which hysteresis and dwell trade
+    against flips rather than raise.
+    """
+    rest, task = (np.asarray(histogram[k], np.int64) for k in ("rest", "stress"))
+    if rest.sum() == 0 or task.sum() == 0:
+        return {"thresholds": [], "best": None, "rest_negative_target": REST_NEGATIVE_TARGET}
+    at_or_above = {k: np.cumsum(h[::-1])[::-1] / h.sum() for k, h in (("rest", rest), ("stress", task))}
+
+    def point(i: int) -> dict[str, float]:
+        return {"threshold": round(i / SWEEP_BINS, 4), "rest_share": float(at_or_above["rest"][i]),
+                "stress_share": float(at_or_above["stress"][i])}
+
+    step = int(round(SWEEP_STEP * SWEEP_BINS))
+    within = [i for i in range(SWEEP_BINS) if at_or_above["rest"][i] <= REST_NEGATIVE_TARGET]
+    return {"thresholds": [point(i) for i in range(0, SWEEP_BINS, step)],
+            "best": point(within[0]) if within else None, "rest_negative_target": REST_NEGATIVE_TARGET}
 
 
 # ------------------------------------------------------------------------- Stress-Predict
@@ -352,7 +386,8 @@ def evaluate_stress_predict(root: Path, config: Any, subjects: list[str] | None 
         counts[sid] = c
         if which == "shipped":
             which = "shipped, trained on this subject: flattered" if sid in seen else "shipped (never trained on this subject)"
-        per_subject[sid] = {**figures_of(c), **c, "models": versions, "models_used": which}
+        row = {k: v for k, v in c.items() if k != "stress_histogram"}  # pooled into the overall sweep only
+        per_subject[sid] = {**figures_of(c), **row, "models": versions, "models_used": which}
         log.info("%s: %d states in %.0f s (%s)", sid, c["states"], time.monotonic() - t0, which)
     flattered = [s for s in chosen if s in seen and s not in fold_dirs]
     return {
@@ -482,6 +517,11 @@ def format_stress_report(report: Mapping[str, Any]) -> str:
                  + f"  (stress_auroc: mean of {o['stress_auroc_subjects']} subjects)")
     lines.append("")
     lines.append("labels in labelled seconds: " + ", ".join(f"{k} {v}" for k, v in o["labels"].items()))
+    best = o["threshold_sweep"]["best"]
+    if best is not None:
+        lines.append(f"stress alone, one threshold: at stress >= {best['threshold']:.2f}, {best['rest_share']:.3f} of rest "
+                     f"states and {best['stress_share']:.3f} of task states are at or above it (the most stress_hit any "
+                     f"threshold gives with rest_negative <= {REST_NEGATIVE_TARGET:g})")
     if report["flattered_subjects"]:
         lines.append(f"FLATTERED: {', '.join(report['flattered_subjects'])} scored by models trained on them")
     return "\n".join(lines)
@@ -685,6 +725,10 @@ def evaluate_faces(root: Path, config: Any, limit: int | None = None, split: str
                            "detector_found_share": float(np.mean(scored["detector"][mask] >= 0))}
     n = len(paths)
     agree_all = sum(1 for i, g in enumerate(settled) if g in AGREEING_LABELS[FER_LABELS[int(y[i])]])
+    # The most any label rule could agree given this model: the face's top class on its FER crop shares an
+    # agreeing label with the expression (angry read as fear, or surprise read as angry, still agrees: tense).
+    ceiling = float(np.mean([bool(AGREEING_LABELS[FER_LABELS[int(d)]] & AGREEING_LABELS[FER_LABELS[int(c)]])
+                             for c, d in zip(y, scored["direct"])]))
     return {
         "dataset": "fer2013",
         "path": str(root),
@@ -699,6 +743,7 @@ def evaluate_faces(root: Path, config: Any, limit: int | None = None, split: str
                     "agreement_class_mean": float(np.mean([r["agreement"] for r in per_class.values()])),
                     "no_state_share": sum(1 for g in settled if g is None) / n,
                     "agreement_with_state": _share(agree_all, sum(1 for g in settled if g is not None)),
+                    "agreement_ceiling_direct": ceiling,
                     "labels": _tally(settled)},
         "detector_path": path_figures(y, scored["direct"], scored["detector"]),
         "faces": [{"path": str(p), "expression": FER_LABELS[int(c)], "label": g,
@@ -720,6 +765,8 @@ def format_face_report(report: Mapping[str, Any]) -> str:
     lines.append(f"{'overall':<11}{o['faces']:>6}{o['agreement']:>11.3f}{o['no_state_share']:>10.3f}  "
                  f"(class mean {o['agreement_class_mean']:.3f}; {_fmt(o['agreement_with_state'])} of the faces "
                  f"that gave a state)")
+    lines.append(f"{'':<11}{'':>6}{o['agreement_ceiling_direct']:>11.3f}  the model's ceiling: faces whose top class "
+                 f"on the FER crop agrees with the expression")
     d = report["detector_path"]
     lines.append("")
     lines.append(f"detector path (the daemon's detector and crop on each framed face): "

@@ -36,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, metavar="KIND:PATH", help=f"KIND one of {', '.join(EVALUATORS)}")
     p.add_argument("--json", action="store_true", help="one JSON object instead of one line per metric")
     p.add_argument("--variant", choices=["int8", "float"], default="int8")
+    p.add_argument("--split", choices=["all", "test", "val"], default="all",
+                   help="fer2013: every image (default), or the face trainer's held-out test/val part of its "
+                        "training folder, without pixel copies of the images trained on")
+    p.add_argument("--detector-path", action="store_true",
+                   help="fer2013: also paste each face into a camera-like frame and score it through the "
+                        "daemon's detector and crop path")
     p = sub.add_parser("bench", help="latency per inference, float vs int8, one thread")
     p.add_argument("name")
     p.add_argument("--runs", type=int, default=500)
