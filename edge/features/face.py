@@ -151,12 +151,14 @@ def face_input(gray: np.ndarray, box: Box, margin_frac: float = FACE_MARGIN_FRAC
 # BlazeFace box -> FER framing, fitted with edge.tools.fit_face_crop on the face model's 1,346
 # deduplicated validation faces pasted into 320x240 frames (framed_face, seed 0): the pasted FER
 # square is median 1.17 box widths wide (p10-p90 0.94-1.50: FER's own framing varies) and its centre
-# 0.10 box widths above the box's. Scored by the shipped int8 face model on the 94.3 % of faces found,
-# a grid of side 1.05-1.29 x shift -0.16..-0.04 is flat within noise (best cells 65.6-66.0 %); side
-# 1.16, shift -0.05 (the crop's centre 0.05 box widths above the box's) gives 66.6 %, the FER crop
-# itself 65.1 % on the same faces. Cutting by the eyes instead (2.6-2.9 inter-ocular distances)
-# scores lower (best 64.7 %), and rotating the eyes level loses 0.8 points (FER faces are not
-# levelled either), so neither ships.
+# 0.10 box widths above the box's. Scored by the shipped int8 face model on the faces found (94.3 %
+# at score 0.5), a grid of side 1.05-1.29 x shift -0.16..-0.04 is flat within noise (best cells
+# 65.6-66.0 %); side 1.16, shift -0.05 (the crop's centre 0.05 box widths above the box's) gives
+# 66.6 %, the FER crop itself 65.1 % on the same faces. Re-checked at the shipped score threshold
+# 0.6 (90.6 % found): best cell side 1.17, shift -0.06; 1.16 / -0.05 gives 66.5 % (direct 65.5 %).
+# Cutting by the eyes instead (2.5-2.9 inter-ocular distances) scores lower (best 64.7 / 65.7 %),
+# and rotating the eyes level loses 0.3-0.8 points (FER faces are not levelled either), so neither
+# ships.
 BLAZEFACE_CROP_SIDE_PER_BOX = 1.16
 BLAZEFACE_CROP_DY_PER_BOX = -0.05
 

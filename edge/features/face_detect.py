@@ -40,10 +40,10 @@ SCORE_THRESHOLD = 0.6
 SCORE_CLIP = 100.0  # logits are clipped to +-100 before the sigmoid (MediaPipe's score_clipping_thresh)
 NMS_IOU = 0.3  # MediaPipe's min_suppression_threshold (weighted NMS)
 # Boxes wider or taller than this fraction of the frame's shorter side are dropped. On textured
-# backgrounds with no face (edge.tools.face_framing.background, 2,000 frames) BlazeFace fires on
-# the whole frame in 8.4 % of them at score 0.5; with this cap in 0.8 %, while it still finds
-# 94.1 % of the framed validation faces (95.3 % without; min_face_px 48). A face that close would not fit its FER
-# crop (1.16 box widths) in the frame anyway.
+# backgrounds with no face (edge.tools.face_framing.background, 2,000 frames, score >= 0.5)
+# BlazeFace fires on the whole frame in 8.4 % of them, with this cap in 0.8 %, while it still
+# finds 94.1 % of the framed validation faces (95.3 % without; min_face_px 48). A face that close
+# would not fit its FER crop (1.16 box widths) in the frame anyway.
 MAX_FACE_FRAC = 0.8
 
 Box = tuple[int, int, int, int]  # x, y, w, h in pixels
