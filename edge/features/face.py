@@ -6,7 +6,7 @@ a grayscale frame plus a face box into the model's input, used by training (with
 box, since a FER image *is* the crop), by evaluation and by the daemon, so the model sees the same
 kind of input in all three.
 
-Detectors: BlazeFace (``edge.features.face_detect``, the default: ``face.detector``) finds 95 % of
+Detectors: BlazeFace (``edge.features.face_detect``, the default: ``face.detector``) finds 91 % of
 held-out FER faces framed as a camera sees them, in ~1 ms; its box is mapped to the FER framing
 by ``blazeface_crop``. The older one, kept as ``face.detector = "haar"`` and as ``FaceDetector``
 here: OpenCV's Haar cascade ``haarcascade_frontalface_default.xml``, shipped with
