@@ -125,11 +125,15 @@ class CalibrationConfig:
     rest_stress: float = 0.2  # stress level the rest period maps to after calibration
 
 
+FACE_DETECTORS = ("blazeface", "haar")
+
+
 @dataclass(frozen=True)
 class FaceConfig:
     max_frames_per_window: int = 5  # newest frames scored per face window
     min_face_px: int = 48  # smallest face side searched for, in full-resolution pixels
     detect_width_px: int = 320  # frames wider than this are scaled down for detection (0 = never)
+    detector: str = "blazeface"  # "blazeface" (models/face_detector.tflite) or "haar" (OpenCV's cascade)
 
 
 @dataclass(frozen=True)
@@ -382,6 +386,8 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"config: face.max_frames_per_window: must be in 1..100, got {config.face.max_frames_per_window}")
     if not 8 <= config.face.min_face_px <= 8192:
         raise ConfigError(f"config: face.min_face_px: must be in 8..8192 px, got {config.face.min_face_px}")
+    if config.face.detector not in FACE_DETECTORS:
+        raise ConfigError(f"config: face.detector: must be one of {', '.join(FACE_DETECTORS)}, got {config.face.detector!r}")
     if config.face.detect_width_px and not 64 <= config.face.detect_width_px <= 8192:
         raise ConfigError(f"config: face.detect_width_px: must be 0 or in 64..8192 px, got {config.face.detect_width_px}")
     if not (0 < config.metrics.port < 65536):

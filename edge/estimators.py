@@ -370,23 +370,32 @@ class FaceEstimator(Estimator):
     modality = "face"
 
     def __init__(self, model: Any, window: WindowSpec, max_frames: int = 5, min_face_px: int = 48,
-                 detect_width_px: int = 320):
+                 detect_width_px: int = 320, detector: str = "blazeface", num_threads: int = 1):
         super().__init__(model, window)
         from edge.features import face  # noqa: PLC0415 - imports cv2 lazily itself
 
         self._face = face
         self.labels = tuple(getattr(model, "labels", None) or face.FER_LABELS)
         self.min_face_px = int(min_face_px)
-        self.detector = face.FaceDetector(min_face_px=min_face_px)
+        self.detector_name = detector
+        if detector == "blazeface":
+            from edge.features.face_detect import BlazeFaceDetector  # noqa: PLC0415
+
+            self.detector: Any = BlazeFaceDetector(min_face_px=min_face_px, num_threads=num_threads)
+        elif detector == "haar":
+            self.detector = face.FaceDetector(min_face_px=min_face_px)
+        else:
+            raise ValueError(f"face detector {detector!r}: not one of blazeface, haar")
         self.max_frames = int(max_frames)
         self.detect_width_px = int(detect_width_px)
 
     def score_frame(self, gray: np.ndarray) -> tuple[np.ndarray, float] | None:
         """(class probabilities, face quality) of the largest face in one gray frame, or None.
 
-        The Haar detector runs on a copy scaled down to ``detect_width_px`` (its cost grows with
-        the pixel count; a face that is ``min_face_px`` at full size is still found); the model's
-        input is cut from the full-resolution frame.
+        The detector runs on a copy scaled down to ``detect_width_px`` (Haar's cost grows with
+        the pixel count, BlazeFace sees 128 px anyway; a face that is ``min_face_px`` at full size
+        is still found); the model's input is cut from the full-resolution frame: BlazeFace's box
+        mapped to the FER framing (``blazeface_crop``), or Haar's box grown by FACE_MARGIN_FRAC.
         """
         h, w = gray.shape[:2]
         scale = 1.0
@@ -397,13 +406,21 @@ class FaceEstimator(Estimator):
             scale = self.detect_width_px / w
             small = cv2.resize(gray, (self.detect_width_px, max(1, int(round(h * scale)))), interpolation=cv2.INTER_AREA)
         self.detector.min_face_px = max(16, int(self.min_face_px * scale))
-        boxes = self.detector.detect(small)
-        if not boxes:
-            return None
-        x, y, bw, bh = boxes[0]
-        box = (int(x / scale), int(y / scale), int(round(bw / scale)), int(round(bh / scale)))
-        probs = np.asarray(self.model.predict(self._face.face_input(gray, box)), dtype=np.float64)
-        return probs, float(self._face.face_quality(gray, box))
+        if self.detector_name == "blazeface":
+            faces = self.detector.detect_faces(small)
+            if not faces:
+                return None
+            box = self._face.blazeface_crop(faces[0].scaled(1.0 / scale))
+            margin_frac = 0.0  # the crop is the FER framing already
+        else:
+            boxes = self.detector.detect(small)
+            if not boxes:
+                return None
+            x, y, bw, bh = boxes[0]
+            box = (int(x / scale), int(y / scale), int(round(bw / scale)), int(round(bh / scale)))
+            margin_frac = self._face.FACE_MARGIN_FRAC
+        probs = np.asarray(self.model.predict(self._face.face_input(gray, box, margin_frac)), dtype=np.float64)
+        return probs, float(self._face.face_quality(gray, box, margin_frac))
 
     def estimate(self, end_unix: float, windows: Mapping[str, FrameWindow]) -> ModalityEstimate:
         w = windows.get("video")
@@ -468,7 +485,8 @@ def check_feature_names(modality: str, manifest: Mapping[str, Any]) -> None:
 
 
 def make_estimator(modality: str, model: Any, window: WindowSpec, *, max_frames: int = 5,
-                   min_face_px: int = 48, detect_width_px: int = 320) -> Estimator:
+                   min_face_px: int = 48, detect_width_px: int = 320, face_detector: str = "blazeface",
+                   num_threads: int = 1) -> Estimator:
     check_feature_names(modality, getattr(model, "manifest", {}) or {})
     if modality == "eda":
         return EdaEstimator(model, window)
@@ -478,5 +496,5 @@ def make_estimator(modality: str, model: Any, window: WindowSpec, *, max_frames:
         return EegEstimator(model, window)
     if modality == "face":
         return FaceEstimator(model, window, max_frames=max_frames, min_face_px=min_face_px,
-                             detect_width_px=detect_width_px)
+                             detect_width_px=detect_width_px, detector=face_detector, num_threads=num_threads)
     raise ValueError(f"unknown modality {modality!r}")

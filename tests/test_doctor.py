@@ -33,7 +33,8 @@ def doctor(*args: str, env: dict | None = None) -> tuple[int, list[str], str]:
 
 
 def line_for(lines: list[str], what: str) -> str:
-    found = [ln for ln in lines if ln[6:].startswith(what)]
+    # "model face" is not "model face_detector"
+    found = [ln for ln in lines if ln[6:].startswith(what) and not ln[6 + len(what):].startswith("_")]
     assert len(found) == 1, f"expected one line for {what!r}:\n" + "\n".join(lines)
     return found[0]
 

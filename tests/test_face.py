@@ -542,7 +542,8 @@ def test_detector_path_matches_the_direct_crop_on_held_out_faces(shared_data: Pa
         path.append(-1 if scored is None else int(np.argmax(scored[0])))
     direct, path, y = np.array(direct), np.array(path), labels[sample]
     found = path >= 0
-    # measured on all 1,346 deduplicated validation faces: found 0.71, 65.8 % vs 65.1 % on the faces found
-    assert found.mean() >= 0.6, found.mean()
+    # measured on all 1,346 deduplicated validation faces (BlazeFace): found 0.906, 67.0 % vs 65.6 % on
+    # the faces found (Haar: found 0.71, 64.7 % vs 64.7 %)
+    assert found.mean() >= 0.85, found.mean()
     gap = np.mean(path[found] == y[found]) - np.mean(direct[found] == y[found])
     assert gap >= -0.03, f"detector path {gap:+.3f} against the direct crop on {found.sum()} faces found"

@@ -134,6 +134,7 @@ def test_installed_package_loads_models_outside_the_repo(tmp_path):
 
 DAEMON_MODULES = ["edge.cli", "edge.models", "edge.daemon", "edge.fusion", "edge.publish", "edge.estimators",
                   "edge.features.eda", "edge.features.cardiac", "edge.features.eeg", "edge.features.face",
+                  "edge.features.face_detect",
                   "firmware_bridge.devices", "firmware_bridge.simulate", "firmware_bridge.bridges"]
 
 

@@ -11,7 +11,7 @@ What it runs (each measured in its own fresh process, so one figure does not pol
    arrival of the block that completed the fusion window to a subscriber (in the daemon's
    process, same clock) receiving that state from the broker (so it includes features,
    inference, fusion, the outbox write and the broker round trip); peak RSS (ru_maxrss).
-3. Camera path: per-frame cost of face detection (Haar) and of the face model, on a video file
+3. Camera path: per-frame cost of face detection (``face.detector``, BlazeFace by default) and of the face model, on a video file
    (``--video``) or a synthetic one written with OpenCV.
 4. The obvious way, same windows: neurokit2 ``eda_process`` / ``ecg_process`` per window (the
    decomposition and R-peaks) + scipy ``welch`` band powers for EEG, then the float models;
@@ -279,8 +279,9 @@ def worker_camera(args: argparse.Namespace) -> dict[str, Any]:
     config = Config()
     model = TFLiteModel("face")
     est = FaceEstimator(model, window_spec(config, "face", model.manifest), min_face_px=config.face.min_face_px,
-                        detect_width_px=config.face.detect_width_px)
-    full = FaceEstimator(model, est.window, min_face_px=config.face.min_face_px, detect_width_px=0)
+                        detect_width_px=config.face.detect_width_px, detector=config.face.detector)
+    full = FaceEstimator(model, est.window, min_face_px=config.face.min_face_px, detect_width_px=0,
+                         detector=config.face.detector)
     per_frame, per_frame_full, faces = [], [], 0
     for frame in frames:
         t0 = time.process_time()
@@ -302,6 +303,7 @@ def worker_camera(args: argparse.Namespace) -> dict[str, Any]:
     d, f = np.array(per_frame) * 1000, np.array(per_frame_full) * 1000
     return {"video": str(args.video or "synthetic 640x480 MJPG"), "frames": len(frames), "frames_with_face": faces,
             "frame_shape": list(frames[0].shape), "detect_width_px": config.face.detect_width_px,
+            "detector": config.face.detector,
             "frame_cpu_ms": {"p50": _pct(d, 50), "p99": _pct(d, 99), "mean": round(float(d.mean()), 2)},
             "frame_cpu_ms_full_resolution_detect": {"p50": _pct(f, 50), "mean": round(float(f.mean()), 2)},
             "model_cpu_ms": round(model_ms, 3), "float_model_cpu_ms": round(float_model_ms, 3),

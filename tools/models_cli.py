@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _list(_args) -> int:
     for m in list_models():
         size = Path(m["_path"]).stat().st_size if Path(m["_path"]).exists() else 0
-        print(f"{m['name']:<8} {m.get('version', '?'):<7} {m.get('task', '?'):<16} {size / 1024:7.1f} KiB  {m['_status']}")
+        print(f"{m['name']:<13} {m.get('version', '?'):<7} {m.get('task', '?'):<16} {size / 1024:7.1f} KiB  {m['_status']}")
     print(f"(models folder: {models_dir()}; runtime: {interpreter_class()[1]})")
     return 0
 

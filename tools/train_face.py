@@ -620,7 +620,10 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
         "outputs": [{"name": label, "index": i, "range": [0.0, 1.0], "meaning": f"probability of {label}"}
                     for i, label in enumerate(FER_LABELS)],
         "preprocessing": {"features": "edge.features.face.face_input", "input_size": [FACE_INPUT_SIZE, FACE_INPUT_SIZE],
-                          "scale": "1/255", "detector": "opencv haar frontalface_default",
+                          "scale": "1/255",
+                          "detector": ("face.detector: blazeface (face_detector.tflite, crop "
+                                       "edge.features.face.blazeface_crop) or haar (opencv haar "
+                                       "frontalface_default, box + FACE_MARGIN_FRAC)"),
                           "in_graph": (f"bilinear resize 48 -> {net_px} px" if net_px != FACE_INPUT_SIZE else "none")
                           + ("; face and mirror image scored, probabilities averaged" if mirror else "")},
         "training": {
