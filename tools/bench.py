@@ -82,7 +82,7 @@ def main(args: argparse.Namespace) -> int:
         report: dict[str, Any] = {"machine": _machine(), "cpu": cpu_info(), "broker": "embedded" if broker else _mask(url),
                                   "simulated_minutes": args.minutes}
         _say(args, "start-up ...")
-        report["startup"] = measure_startup(url)
+        report["startup"] = measure_startup(url, embedded=broker is not None)
         _say(args, f"pipeline over {args.minutes:g} simulated minutes ...")
         report["pipeline"] = _run_worker("pipeline", args, url)
         _say(args, "camera path ...")
@@ -122,13 +122,21 @@ def _run_worker(kind: str, args: argparse.Namespace, url: str, required: bool = 
         return json.loads(out.read_text())
 
 
-def measure_startup(url: str, runs: int = 3) -> dict[str, Any]:
-    """Process start -> "running" (models loaded + broker connected), in fresh processes."""
+def measure_startup(url: str, runs: int = 3, embedded: bool = False) -> dict[str, Any]:
+    """Process start -> "running" (models loaded + broker connected), in fresh processes.
+
+    The embedded broker speaks MQTT 3.1.1 only; the daemon is told so (as the demo does), or its
+    MQTT 5 attempt, refused, and the 1-s retry would be timed as start-up.
+    """
     times, totals = [], []
     for _ in range(runs):
         with tempfile.TemporaryDirectory(prefix="emotion-edge-bench-") as tmp:
             cmd = [sys.executable, "-m", "edge", "run", "--duration", "0", "--source", "simulate", "--broker", url,
                    "--device-id", "bench-startup", "--state-dir", tmp]
+            if embedded:
+                config = Path(tmp) / "bench.toml"
+                config.write_text('[mqtt]\nprotocol = "3.1.1"\n')
+                cmd += ["--config", str(config)]
             t0 = time.perf_counter()
             proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
             ready = None
