@@ -38,8 +38,8 @@ EMULATOR = REPO / "ci" / "pi-emulator"
 LOCKS = ("build.lock", "test.lock")  # in this order: pip/setuptools/wheel first, then the test set
 
 # The runtime tests run on the Pi: models and their runtime, features, estimators, fusion, windows,
-# decoders, replays, the outbox, the daemon end to end and the [tflite] extra (tflite-runtime has
-# aarch64 wheels). Left out: training (marked `train`; no TensorFlow there), the dataset loaders and
+# decoders, replays, the outbox, the daemon end to end, the camera path (BlazeFace detector, crops,
+# face model; OpenCV is in runtime.lock) and the [tflite] extra (tflite-runtime has aarch64 wheels). Left out: training (marked `train`; no TensorFlow there), the dataset loaders and
 # `models evaluate` (test_stress_predict: 5 emulated minutes, the same models and features as
 # test_estimators), and the suites of Python over sockets and ptys with no native code of their
 # own (broker, ACL, publish, listen, config, BLE logic, demo, bench, faults, soak), which `make test` runs.
@@ -48,7 +48,7 @@ PI_TESTS = (
     "test_fusion.py", "test_windows.py", "test_trailing_baseline.py", "test_replay.py",
     "test_wfdb_e4_readers.py", "test_outbox.py", "test_protocol_clock.py", "test_protocol_cyton.py",
     "test_protocol_framed.py", "test_protocol_hrs.py", "test_protocol_muse.py", "test_protocol_polar.py",
-    "test_daemon.py", "test_tflite_runtime.py",
+    "test_daemon.py", "test_tflite_runtime.py", "test_face_detect.py", "test_face.py",
 )
 PI_MARKERS = "not train"
 

@@ -425,7 +425,7 @@ def estimator_for(config: Config, modality: str, model: Any) -> Estimator:
     return make_estimator(modality, model, window_spec(config, modality, model.manifest),
                           max_frames=config.face.max_frames_per_window, min_face_px=config.face.min_face_px,
                           detect_width_px=config.face.detect_width_px, face_detector=config.face.detector,
-                          num_threads=config.models.num_threads)
+                          zoom_tiles=config.face.zoom_tiles, num_threads=config.models.num_threads)
 
 
 def load_estimators(config: Config) -> tuple[dict[str, Estimator], dict[str, str]]:

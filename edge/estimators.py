@@ -370,7 +370,8 @@ class FaceEstimator(Estimator):
     modality = "face"
 
     def __init__(self, model: Any, window: WindowSpec, max_frames: int = 5, min_face_px: int = 48,
-                 detect_width_px: int = 320, detector: str = "blazeface", num_threads: int = 1):
+                 detect_width_px: int = 320, detector: str = "blazeface", zoom_tiles: bool = True,
+                 num_threads: int = 1):
         super().__init__(model, window)
         from edge.features import face  # noqa: PLC0415 - imports cv2 lazily itself
 
@@ -381,7 +382,8 @@ class FaceEstimator(Estimator):
         if detector == "blazeface":
             from edge.features.face_detect import BlazeFaceDetector  # noqa: PLC0415
 
-            self.detector: Any = BlazeFaceDetector(min_face_px=min_face_px, num_threads=num_threads)
+            self.detector: Any = BlazeFaceDetector(min_face_px=min_face_px, num_threads=num_threads,
+                                                   zoom_tiles=zoom_tiles)
         elif detector == "haar":
             self.detector = face.FaceDetector(min_face_px=min_face_px)
         else:
@@ -486,7 +488,7 @@ def check_feature_names(modality: str, manifest: Mapping[str, Any]) -> None:
 
 def make_estimator(modality: str, model: Any, window: WindowSpec, *, max_frames: int = 5,
                    min_face_px: int = 48, detect_width_px: int = 320, face_detector: str = "blazeface",
-                   num_threads: int = 1) -> Estimator:
+                   zoom_tiles: bool = True, num_threads: int = 1) -> Estimator:
     check_feature_names(modality, getattr(model, "manifest", {}) or {})
     if modality == "eda":
         return EdaEstimator(model, window)
@@ -496,5 +498,6 @@ def make_estimator(modality: str, model: Any, window: WindowSpec, *, max_frames:
         return EegEstimator(model, window)
     if modality == "face":
         return FaceEstimator(model, window, max_frames=max_frames, min_face_px=min_face_px,
-                             detect_width_px=detect_width_px, detector=face_detector, num_threads=num_threads)
+                             detect_width_px=detect_width_px, detector=face_detector, zoom_tiles=zoom_tiles,
+                             num_threads=num_threads)
     raise ValueError(f"unknown modality {modality!r}")

@@ -235,3 +235,23 @@ def test_a_fer_cut_face_pasted_into_frames_is_cut_back_as_fer_framed_it(detector
         iy = max(0, min(cy + ch, y + side) - max(cy, y))
         overlaps.append(ix * iy / (cw * ch + side * side - ix * iy))
     assert min(overlaps) >= 0.7 and np.mean(overlaps) >= 0.78, overlaps  # measured: 0.81-0.84
+
+
+def test_a_small_face_missed_by_the_whole_frame_is_found_in_the_zoomed_tiles(frame):
+    """The fixture's head shrunk to 60-80 px on a textured background: too small for one short-range pass."""
+    from edge.tools.face_framing import background
+
+    whole = BlazeFaceDetector(zoom_tiles=False, min_face_px=16)
+    tiled = BlazeFaceDetector(min_face_px=16)
+    x, y, w, h = (int(v) for v in whole.detect_faces(frame)[0].box)
+    side = int(1.6 * w)
+    head = frame[y + h // 2 - side // 2:y + h // 2 + side // 2, x + w // 2 - side // 2:x + w // 2 + side // 2]
+    for px in (60, 70, 80):
+        scene = background(np.random.default_rng(1), float(head.mean()))
+        scene[150:150 + px, 20:20 + px] = cv2.resize(head, (px, px), interpolation=cv2.INTER_AREA)
+        assert whole.detect(scene) == [], px
+        found = tiled.detect_faces(scene)
+        assert len(found) == 1, px  # one face, though up to three overlapping tiles hold it
+        bx, by, bw, bh = found[0].box  # in the frame's own pixels, not a tile's
+        assert 20 <= bx + bw / 2 <= 20 + px and 150 <= by + bh / 2 <= 150 + px, (px, found[0].box)
+        assert all(_inside(found[0].keypoint(k), found[0].box) for k in ("right_eye", "left_eye", "nose_tip"))
