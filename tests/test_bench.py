@@ -51,3 +51,13 @@ def test_cpu_info_names_the_cpu_and_the_flags_that_change_int8_speed():
     assert bench.cpu_info(pi4) == {"model": "Raspberry Pi 4 Model B Rev 1.4", "speed_flags": ["asimd"]}
     here = bench.cpu_info()
     assert here["model"] and isinstance(here["speed_flags"], list)
+
+
+def test_the_camera_worker_measures_frames_with_and_without_a_face():
+    pytest.importorskip("cv2")
+    c = bench.worker_camera(argparse.Namespace(video=None))
+    assert c["detector"] == "blazeface" and c["frames"] == 90
+    assert c["frames_with_face"] == c["frames"]  # the synthetic video's drawn face is found in every frame
+    empty = c["no_face_frame_cpu_ms"]
+    assert empty["zoom_tiles"] is True and empty["face_found"] is False  # the textured frame holds no face
+    assert empty["mean"] > 0 and c["frame_cpu_ms"]["mean"] > 0

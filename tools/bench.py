@@ -267,9 +267,8 @@ def worker_camera(args: argparse.Namespace) -> dict[str, Any]:
     """Per-frame cost of the face path as the daemon runs it (FaceEstimator.score_frame)."""
     import cv2  # noqa: PLC0415
 
-    from edge.config import Config  # noqa: PLC0415
-    from edge.daemon import window_spec  # noqa: PLC0415
-    from edge.estimators import FaceEstimator  # noqa: PLC0415
+    from edge.config import load_config, replace_dotted  # noqa: PLC0415
+    from edge.daemon import estimator_for  # noqa: PLC0415
     from edge.models import TFLiteModel  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory(prefix="emotion-edge-bench-") as tmp:
@@ -284,12 +283,10 @@ def worker_camera(args: argparse.Namespace) -> dict[str, Any]:
         cap.release()
     if not frames:
         raise RuntimeError(f"bench: no frames read from {path}")
-    config = Config()
+    config = load_config(None)
     model = TFLiteModel("face")
-    est = FaceEstimator(model, window_spec(config, "face", model.manifest), min_face_px=config.face.min_face_px,
-                        detect_width_px=config.face.detect_width_px, detector=config.face.detector)
-    full = FaceEstimator(model, est.window, min_face_px=config.face.min_face_px, detect_width_px=0,
-                         detector=config.face.detector)
+    est = estimator_for(config, "face", model)
+    full = estimator_for(replace_dotted(config, "face.detect_width_px", 0), "face", model)
     per_frame, per_frame_full, faces = [], [], 0
     for frame in frames:
         t0 = time.process_time()
@@ -308,12 +305,22 @@ def worker_camera(args: argparse.Namespace) -> dict[str, Any]:
     for _ in range(200):
         float_model.predict(np.zeros((48, 48, 1), np.float32))
     float_model_ms = (time.process_time() - t0) / 200 * 1000
-    d, f = np.array(per_frame) * 1000, np.array(per_frame_full) * 1000
+    # a frame with no face: the detector's dearest case (with face.zoom_tiles, six more passes)
+    rng = np.random.default_rng(1)
+    empty = cv2.GaussianBlur(rng.integers(60, 200, frames[0].shape[:2], dtype=np.uint8), (0, 0), 3)
+    per_empty = []
+    for _ in range(30):
+        t0 = time.process_time()
+        found_in_empty = est.score_frame(empty) is not None
+        per_empty.append(time.process_time() - t0)
+    d, f, e = np.array(per_frame) * 1000, np.array(per_frame_full) * 1000, np.array(per_empty) * 1000
     return {"video": str(args.video or "synthetic 640x480 MJPG"), "frames": len(frames), "frames_with_face": faces,
             "frame_shape": list(frames[0].shape), "detect_width_px": config.face.detect_width_px,
             "detector": config.face.detector,
             "frame_cpu_ms": {"p50": _pct(d, 50), "p99": _pct(d, 99), "mean": round(float(d.mean()), 2)},
             "frame_cpu_ms_full_resolution_detect": {"p50": _pct(f, 50), "mean": round(float(f.mean()), 2)},
+            "no_face_frame_cpu_ms": {"p50": _pct(e, 50), "mean": round(float(e.mean()), 2),
+                                     "zoom_tiles": config.face.zoom_tiles, "face_found": found_in_empty},
             "model_cpu_ms": round(model_ms, 3), "float_model_cpu_ms": round(float_model_ms, 3),
             "frames_per_cpu_s": round(1000.0 / float(d.mean()), 1)}
 
@@ -484,7 +491,9 @@ def format_report(r: dict[str, Any]) -> str:
         f"{c['frame_cpu_ms']['mean']} CPU ms per frame (p50 {c['frame_cpu_ms']['p50']}, p99 {c['frame_cpu_ms']['p99']}; "
         f"detection at {c['detect_width_px']} px wide; face model {c['model_cpu_ms']} ms, its float twin "
         f"{c.get('float_model_cpu_ms')} ms) = {c['frames_per_cpu_s']} "
-        f"frames per CPU s; detecting at full resolution: {c['frame_cpu_ms_full_resolution_detect']['mean']} ms",
+        f"frames per CPU s; detecting at full resolution: {c['frame_cpu_ms_full_resolution_detect']['mean']} ms; "
+        f"a frame with no face: {c['no_face_frame_cpu_ms']['mean']} ms"
+        f"{' (zoomed tiles on)' if c['no_face_frame_cpu_ms']['zoom_tiles'] else ''}",
     ]
     if "baseline" in r and "error" in r["baseline"]:
         lines.append(f"the obvious way: {r['baseline']['error']}")
