@@ -183,18 +183,11 @@ def test_without_opencv_a_camera_source_says_what_to_install_and_the_rest_runs(c
 
     from conftest import REPO_ROOT, load_test_module
 
-    collector = load_test_module("test_daemon").Collector(mqtt_broker, device="nocv")
     code = "import sys; sys.modules['cv2'] = None; from edge.cli import main; sys.exit(main(sys.argv[1:]))"
-    try:
-        proc = subprocess.run([sys.executable, "-c", code, "run", "--source", f"camera:{clip}",
-                               "--source", "simulate:duration=40,seed=1", "--speed", "max", "--broker", mqtt_broker.url,
-                               "--device-id", "nocv", "--state-dir", str(tmp_path / "state")],
-                              capture_output=True, text=True, timeout=120, cwd=REPO_ROOT / "tests")
-        assert proc.returncode == 0, proc.stderr
-        assert collector.wait_for(lambda c: c.statuses()[-1:] == ["offline"])
-        states = collector.states()
-    finally:
-        collector.close()
+    proc, states = load_test_module("test_daemon").run_collecting(mqtt_broker, "nocv", lambda: subprocess.run(
+        [sys.executable, "-c", code, "run", "--source", f"camera:{clip}", "--source", "simulate:duration=40,seed=1",
+         "--speed", "max", "--broker", mqtt_broker.url, "--device-id", "nocv", "--state-dir", str(tmp_path / "state")],
+        capture_output=True, text=True, timeout=120, cwd=REPO_ROOT / "tests"))
     assert "Traceback" not in proc.stderr, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if " ERROR " in line]
     assert len(errors) == 1 and f"source camera:{clip} failed" in errors[0], errors

@@ -69,6 +69,19 @@ class Collector:
         self.client.disconnect()
 
 
+def run_collecting(broker, device: str, run):
+    """(finished process, its states): ``run()`` runs a daemon to its end while a Collector listens on
+    ``device``'s topics; the states are read once its status says offline (nothing still in flight)."""
+    collector = Collector(broker, device=device)
+    try:
+        proc = run()
+        assert proc.returncode == 0, proc.stderr
+        assert collector.wait_for(lambda c: c.statuses()[-1:] == ["offline"])
+        return proc, collector.states()
+    finally:
+        collector.close()
+
+
 @pytest.fixture
 def collector(mqtt_broker):
     c = Collector(mqtt_broker)

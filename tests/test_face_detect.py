@@ -192,16 +192,10 @@ def test_a_corrupt_detector_costs_the_face_modality_and_nothing_else(tmp_path, m
     for _ in range(20):
         writer.write(frame)
     writer.release()
-    collector = load_test_module("test_daemon").Collector(mqtt_broker, device="baddet")
-    try:
-        proc = run_cli("run", "--source", f"camera:{clip}", "--source", "simulate:duration=40,seed=1",
-                       "--speed", "max", "--broker", mqtt_broker.url, "--device-id", "baddet",
-                       "--state-dir", str(tmp_path / "state"), timeout=120, env={"EMOTION_EDGE_MODELS_DIR": str(models)})
-        assert proc.returncode == 0, proc.stderr
-        assert collector.wait_for(lambda c: c.statuses()[-1:] == ["offline"])
-        states = collector.states()
-    finally:
-        collector.close()
+    proc, states = load_test_module("test_daemon").run_collecting(mqtt_broker, "baddet", lambda: run_cli(
+        "run", "--source", f"camera:{clip}", "--source", "simulate:duration=40,seed=1", "--speed", "max",
+        "--broker", mqtt_broker.url, "--device-id", "baddet", "--state-dir", str(tmp_path / "state"), timeout=120,
+        env={"EMOTION_EDGE_MODELS_DIR": str(models)}))
     assert "Traceback" not in proc.stderr, proc.stderr
     named = [line for line in proc.stderr.splitlines() if "face_detector" in line]
     assert len(named) == 1 and "does not match manifest" in named[0], proc.stderr

@@ -47,16 +47,10 @@ def test_init_writes_a_config_the_daemon_runs_with(tmp_path, mqtt_broker):
     printed = _run("run", "--config", str(config_path), "--print-config", env=env)
     assert printed.returncode == 0 and f'state_dir = "{state_dir}"' in printed.stdout, printed.stderr
 
-    collector = load_test_module("test_daemon").Collector(mqtt_broker, device="wearable-1")
-    try:
-        # the config as written (its simulate source, its device id); only the broker and pace are given
-        run = _run("run", "--config", str(config_path), "--broker", mqtt_broker.url, "--speed", "max",
-                   "--duration", "4", env=env)
-        assert run.returncode == 0, run.stderr
-        assert collector.wait_for(lambda c: c.statuses()[-1:] == ["offline"])
-        assert len(collector.states()) >= 3, run.stderr
-    finally:
-        collector.close()
+    # the config as written (its simulate source, its device id); only the broker and pace are given
+    run, states = load_test_module("test_daemon").run_collecting(mqtt_broker, "wearable-1", lambda: _run(
+        "run", "--config", str(config_path), "--broker", mqtt_broker.url, "--speed", "max", "--duration", "4", env=env))
+    assert len(states) >= 3, run.stderr
     assert any(state_dir.iterdir()), "the daemon kept nothing in the state dir init made"
 
 
