@@ -249,3 +249,11 @@ def test_a_small_face_missed_by_the_whole_frame_is_found_in_the_zoomed_tiles(fra
         bx, by, bw, bh = found[0].box  # in the frame's own pixels, not a tile's
         assert 20 <= bx + bw / 2 <= 20 + px and 150 <= by + bh / 2 <= 150 + px, (px, found[0].box)
         assert all(_inside(found[0].keypoint(k), found[0].box) for k in ("right_eye", "left_eye", "nose_tip"))
+    # a portrait frame (240 wide, 320 tall): the tiles run 2 across and 3 down, and find a face near its bottom
+    portrait = background(np.random.default_rng(2), float(head.mean()), frame_px=(240, 320))
+    portrait[230:300, 150:220] = cv2.resize(head, (70, 70), interpolation=cv2.INTER_AREA)
+    assert whole.detect(portrait) == []
+    found = tiled.detect_faces(portrait)
+    assert len(found) == 1
+    bx, by, bw, bh = found[0].box
+    assert 150 <= bx + bw / 2 <= 220 and 230 <= by + bh / 2 <= 300, found[0].box

@@ -57,7 +57,7 @@ MAX_FACE_FRAC = 0.8
 #   tiles, 0.6: found 97.5 %, 64.6 %, noise 9.1 %;  0.7: 96.2 %, 63.8 %, 3.9 %;  0.8: 93.3 %, 62.0 %, 3.3 %
 #   (no face-free background was called a face in any of them).
 ZOOM_TILE_FRAC = 0.75
-ZOOM_TILES = (3, 2)  # columns, rows (a landscape frame)
+ZOOM_TILES = (3, 2)  # columns, rows of a landscape frame (rows, columns of a portrait one)
 ZOOM_SCORE_THRESHOLD = 0.7
 
 Box = tuple[int, int, int, int]  # x, y, w, h in pixels
@@ -206,7 +206,7 @@ class BlazeFaceDetector:
         tile = int(round(ZOOM_TILE_FRAC * min(h, w)))
         if tile < 8:
             return []
-        columns, rows = ZOOM_TILES
+        columns, rows = ZOOM_TILES if w >= h else ZOOM_TILES[::-1]  # a portrait frame: 2 columns, 3 rows
         found: list[FaceDetection] = []
         for y0 in np.linspace(0, h - tile, rows).round().astype(int):
             for x0 in np.linspace(0, w - tile, columns).round().astype(int):
