@@ -307,9 +307,14 @@ def test_fused_states_of_every_modality_subset_validate_after_a_real_broker(brok
 
 def test_seq_continues_across_a_new_publisher_on_the_same_state_dir(broker, tmp_path):
     sub = Subscriber(broker.url)
+    # Each publisher is connected before it is closed: one stopped while still connecting (its flush
+    # gives a first connection at most 1 s) keeps its states in the outbox for the next start, and
+    # under load the second one's could then be left there when the test ends.
     with StatePublisher(broker.url, DEVICE, state_dir=tmp_path) as first:
+        assert first.wait_connected(10)
         assert [first.publish_state(make_state(i)) for i in range(3)] == [0, 1, 2]
     with StatePublisher(broker.url, DEVICE, state_dir=tmp_path) as second:
+        assert second.wait_connected(10)
         assert [second.publish_state(make_state(i)) for i in range(2)] == [3, 4]
     # QoS 1 is at least once: a state whose PUBACK came after the first publisher closed is sent
     # again by the second, and subscribers drop a repeat by its seq (docs/mqtt.md). What must hold:
