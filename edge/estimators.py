@@ -421,8 +421,9 @@ class FaceEstimator(Estimator):
             x, y, bw, bh = boxes[0]
             box = (int(x / scale), int(y / scale), int(round(bw / scale)), int(round(bh / scale)))
             margin_frac = self._face.FACE_MARGIN_FRAC
-        probs = np.asarray(self.model.predict(self._face.face_input(gray, box, margin_frac)), dtype=np.float64)
-        return probs, float(self._face.face_quality(gray, box, margin_frac))
+        model_input = self._face.face_input(gray, box, margin_frac)
+        probs = np.asarray(self.model.predict(model_input), dtype=np.float64)
+        return probs, float(self._face.face_quality(gray, box, margin_frac, model_input))
 
     def estimate(self, end_unix: float, windows: Mapping[str, FrameWindow]) -> ModalityEstimate:
         w = windows.get("video")

@@ -220,8 +220,8 @@ def test_evaluate_detector_path_scores_each_face_through_the_daemons_estimator(t
         scored = estimator.score_frame(frame)
         found.append(-1 if scored is None else int(np.argmax(scored[0])))
     found = np.array(found)
-    assert path["found_share"] == pytest.approx(float(np.mean(found >= 0)))
-    assert path["accuracy"] == pytest.approx(float(np.mean(found == labels)))  # a missed face counts wrong
+    assert path["detector_found_share"] == pytest.approx(float(np.mean(found >= 0)))
+    assert path["accuracy_detector_path"] == pytest.approx(float(np.mean(found == labels)))  # a miss counts wrong
     assert all(found[i] < 0 for i, p in enumerate(paths) if p.name == "b.png")  # noise is no face
     assert sum(found[i] >= 0 for i, p in enumerate(paths) if p.name == "a.png") >= 6
     assert path["per_class_found_share"]["happy"] in (0.0, 0.5)  # one of its two pictures can be a face

@@ -75,12 +75,13 @@ def detector_path_figures(model: TFLiteModel, paths: list[Path], y_true: np.ndar
                           progress: Any = no_progress) -> dict[str, Any]:
     """Each face pasted into a camera-like frame and scored through the daemon's face estimator.
 
-    ``accuracy`` counts a face the detector misses as wrong, so it is comparable with the direct
-    crop's; ``accuracy_found`` / ``accuracy_direct_found`` compare the two paths on the faces found.
+    The figures are ``evaluate states``' (``edge.tools.evaluate_states.path_figures``, same keys):
+    ``accuracy_detector_path`` counts a face the detector misses as wrong, so it is comparable with
+    ``accuracy_direct``; the ``_found`` pair compares the two paths on the faces found.
     """
     from edge.config import load_config  # noqa: PLC0415
     from edge.daemon import estimator_for  # noqa: PLC0415
-    from edge.tools.evaluate_states import read_face  # noqa: PLC0415
+    from edge.tools.evaluate_states import path_figures, read_face  # noqa: PLC0415
     from edge.tools.face_framing import framed_face, framing_description  # noqa: PLC0415
 
     estimator = estimator_for(load_config(None), "face", model)
@@ -96,11 +97,7 @@ def detector_path_figures(model: TFLiteModel, paths: list[Path], y_true: np.ndar
     found = y_path >= 0
     return {
         "framing": framing_description(),
-        "found_share": float(found.mean()) if len(found) else None,
-        "accuracy": metrics.accuracy(y_true, y_path),
-        "accuracy_direct": metrics.accuracy(y_true, y_direct),
-        "accuracy_found": metrics.accuracy(y_true[found], y_path[found]) if found.any() else None,
-        "accuracy_direct_found": metrics.accuracy(y_true[found], y_direct[found]) if found.any() else None,
+        **path_figures(y_true, y_direct, y_path),
         "per_class_recall": per_class_recall(y_true, y_path),
         "per_class_found_share": {label: float(found[y_true == c].mean()) if np.any(y_true == c) else None
                                   for c, label in enumerate(FER_LABELS)},

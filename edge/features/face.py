@@ -191,17 +191,20 @@ _SIZE_FULL_PX = 96.0  # face side at and above which size is not a concern
 _SHARP_HALF = 0.003  # Laplacian variance of the model input at which the sharpness score is 0.5
 
 
-def face_quality(gray: np.ndarray, box: Box, margin_frac: float = FACE_MARGIN_FRAC) -> float:
+def face_quality(gray: np.ndarray, box: Box, margin_frac: float = FACE_MARGIN_FRAC,
+                 model_input: np.ndarray | None = None) -> float:
     """How usable a face is for the model, in [0, 1]: the product of size, sharpness and exposure scores.
 
     - size: 0 below 24 px, 1 from 96 px up (the model sees 48 px; smaller faces are upsampled).
     - sharpness: Laplacian variance of the model's own 48x48 input, v / (v + 0.003).
     - exposure: mean brightness away from black/white clipping, and enough contrast (std).
+
+    ``model_input``: ``face_input(gray, box, margin_frac)`` when the caller has already cut it.
     """
     gray_u8 = _as_gray_u8(gray)
     _, _, w, h = (int(v) for v in box)
     size_score = float(np.clip((min(w, h) - 24.0) / (_SIZE_FULL_PX - 24.0), 0.0, 1.0))
-    patch = face_input(gray_u8, box, margin_frac)[:, :, 0]
+    patch = (face_input(gray_u8, box, margin_frac) if model_input is None else model_input)[:, :, 0]
     lap_var = float(_cv2().Laplacian(patch, _cv2().CV_32F).var())
     sharp_score = lap_var / (lap_var + _SHARP_HALF)
     mean, std = float(patch.mean()), float(patch.std())

@@ -100,6 +100,15 @@ def blazeface_anchors() -> np.ndarray:
     return np.concatenate(centres).astype(np.float32)
 
 
+def box_iou(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Intersection over union of each of ``boxes`` (n, 4) with ``box`` (4,), all as x0, y0, x1, y1."""
+    ix = np.clip(np.minimum(boxes[:, 2], box[2]) - np.maximum(boxes[:, 0], box[0]), 0, None)
+    iy = np.clip(np.minimum(boxes[:, 3], box[3]) - np.maximum(boxes[:, 1], box[1]), 0, None)
+    inter = ix * iy
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(areas + (box[2] - box[0]) * (box[3] - box[1]) - inter, 1e-9)
+
+
 def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray,
                  iou_threshold: float = NMS_IOU) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """MediaPipe's weighted non-maximum suppression.
@@ -112,14 +121,7 @@ def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray,
     out = []
     while order.size:
         best = order[0]
-        b = boxes[order]
-        ix = np.clip(np.minimum(b[:, 2], boxes[best, 2]) - np.maximum(b[:, 0], boxes[best, 0]), 0, None)
-        iy = np.clip(np.minimum(b[:, 3], boxes[best, 3]) - np.maximum(b[:, 1], boxes[best, 1]), 0, None)
-        inter = ix * iy
-        area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-        best_area = (boxes[best, 2] - boxes[best, 0]) * (boxes[best, 3] - boxes[best, 1])
-        iou = inter / np.maximum(area + best_area - inter, 1e-9)
-        group = order[iou > iou_threshold]
+        group = order[box_iou(boxes[order], boxes[best]) > iou_threshold]
         if group.size == 0:  # a degenerate (zero-area) best box overlaps nothing, not even itself
             group = order[:1]
         w = scores[group] / scores[group].sum()
@@ -136,11 +138,13 @@ class BlazeFaceDetector:
     manifest's sha256 (a wrong or corrupt file raises one-line ``ModelIntegrityError``).
     ``min_face_px``: faces whose box side is smaller are dropped (a FER crop is ~1.16 box sides);
     ``max_face_frac``: so are boxes larger than that fraction of the frame's shorter side.
+    ``zoom_tiles``: search a frame with no face again in zoomed tiles, keeping the faces that score
+    ``zoom_score_threshold`` (``detect_faces``).
     """
 
     def __init__(self, model_path: str | Path | None = None, min_face_px: int = 40, num_threads: int = 1,
                  score_threshold: float = SCORE_THRESHOLD, max_face_frac: float = MAX_FACE_FRAC,
-                 zoom_tiles: bool = True):
+                 zoom_tiles: bool = True, zoom_score_threshold: float = ZOOM_SCORE_THRESHOLD):
         from edge.features.face import _cv2  # noqa: PLC0415 - OpenCV is the [camera] extra
         from edge.models import load_manifest, open_interpreter, resolve_model_paths, verify_model_file  # noqa: PLC0415
 
@@ -169,7 +173,7 @@ class BlazeFaceDetector:
         self.score_threshold = float(score_threshold)
         self.max_face_frac = float(max_face_frac)
         self.zoom_tiles = bool(zoom_tiles)
-        self.zoom_score_threshold = ZOOM_SCORE_THRESHOLD
+        self.zoom_score_threshold = float(zoom_score_threshold)
 
     def _input(self, gray: np.ndarray) -> tuple[np.ndarray, float, float, float]:
         """(1x128x128x3 float32 in [-1, 1], letterbox side, x pad, y pad): the frame centred on a square."""
@@ -217,7 +221,7 @@ class BlazeFaceDetector:
                     found.append(FaceDetection((bx + x0, by + y0, bw, bh), f.keypoints + [x0, y0], f.score))
         kept: list[FaceDetection] = []  # one face seen in two overlapping tiles: keep its best-scored sighting
         for f in sorted(found, key=lambda f: -f.score):
-            if all(_iou(f.box, k.box) <= NMS_IOU for k in kept):
+            if not kept or box_iou(np.array([_corners(k.box) for k in kept]), _corners(f.box)).max() <= NMS_IOU:
                 kept.append(f)
         kept.sort(key=lambda f: f.box[2] * f.box[3], reverse=True)
         return kept
@@ -256,10 +260,8 @@ class BlazeFaceDetector:
         return [f.int_box for f in self.detect_faces(gray)]
 
 
-def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / max(a[2] * a[3] + b[2] * b[3] - inter, 1e-9)
+def _corners(box: tuple[float, float, float, float]) -> np.ndarray:
+    """An (x, y, w, h) box as x0, y0, x1, y1."""
+    x, y, w, h = box
+    return np.array([x, y, x + w, y + h])
 
