@@ -391,13 +391,14 @@ class FaceEstimator(Estimator):
         self.max_frames = int(max_frames)
         self.detect_width_px = int(detect_width_px)
 
-    def score_frame(self, gray: np.ndarray) -> tuple[np.ndarray, float] | None:
-        """(class probabilities, face quality) of the largest face in one gray frame, or None.
+    def face_crop(self, gray: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int], float] | None:
+        """(model input, box, margin fraction) of the largest face in one gray frame, or None.
 
         The detector runs on a copy scaled down to ``detect_width_px`` (Haar's cost grows with
         the pixel count, BlazeFace sees 128 px anyway; a face that is ``min_face_px`` at full size
         is still found); the model's input is cut from the full-resolution frame: BlazeFace's box
         mapped to the FER framing (``blazeface_crop``), or Haar's box grown by FACE_MARGIN_FRAC.
+        Training uses it too (``train face --camera-crops``), so the net learns the crops it is shown.
         """
         h, w = gray.shape[:2]
         scale = 1.0
@@ -421,7 +422,14 @@ class FaceEstimator(Estimator):
             x, y, bw, bh = boxes[0]
             box = (int(x / scale), int(y / scale), int(round(bw / scale)), int(round(bh / scale)))
             margin_frac = self._face.FACE_MARGIN_FRAC
-        model_input = self._face.face_input(gray, box, margin_frac)
+        return self._face.face_input(gray, box, margin_frac), box, margin_frac
+
+    def score_frame(self, gray: np.ndarray) -> tuple[np.ndarray, float] | None:
+        """(class probabilities, face quality) of the largest face in one gray frame (``face_crop``), or None."""
+        cropped = self.face_crop(gray)
+        if cropped is None:
+            return None
+        model_input, box, margin_frac = cropped
         probs = np.asarray(self.model.predict(model_input), dtype=np.float64)
         return probs, float(self._face.face_quality(gray, box, margin_frac, model_input))
 

@@ -547,3 +547,147 @@ def test_detector_path_matches_the_direct_crop_on_held_out_faces(shared_data: Pa
     assert found.mean() >= 0.85, found.mean()
     gap = np.mean(path[found] == y[found]) - np.mean(direct[found] == y[found])
     assert gap >= -0.03, f"detector path {gap:+.3f} against the direct crop on {found.sum()} faces found"
+
+
+# ------------------------------------------------------------- training on the camera's crops
+
+@pytest.mark.train
+def test_a_shipped_float_model_is_read_back_as_a_trainable_net() -> None:
+    """face.float.tflite -> Keras weights: the same answers, and BatchNorm that can be re-measured without harm."""
+    tf = pytest.importorskip("tensorflow")
+    from edge.tools.train_face import (build_model, deployable, recalibrate_batchnorm, unfold_batchnorm,
+                                       weights_from_tflite, widths_of)
+
+    shipped = TFLiteModel("face")
+    from edge.models import models_dir
+
+    float_file = models_dir() / "face.float.tflite"
+    weights = weights_from_tflite(float_file)
+    # smooth images (TFLite's and TensorFlow's bilinear resize part ways on pixel noise) and a real face
+    coarse = np.random.default_rng(3).random((300, 8, 8)).astype(np.float32)
+    x = np.stack([cv2.resize(c, (48, 48), interpolation=cv2.INTER_CUBIC) for c in coarse]).clip(0, 1)[..., None]
+    x[0] = _fer_like_crop()[..., None] / 255.0
+    net_px = int(shipped.manifest["training"]["net_px"])
+    net = build_model(widths=widths_of(weights), input_size=None)
+    answers = []
+    for ws in (weights, unfold_batchnorm(weights, x, net_px, seed=0)):
+        net.set_weights(ws)
+        graph = deployable(net, net_px, mirror=bool(shipped.manifest["training"]["mirror_average"]))
+        answers.append(np.concatenate([graph(x[i:i + 1], training=False).numpy() for i in range(4)]))
+    reference = TFLiteModel("face", variant="float").predict_batch(x[:4])
+    np.testing.assert_allclose(answers[0], reference, atol=1e-3)  # folded BatchNorm: exact in inference
+    np.testing.assert_allclose(answers[1], answers[0], atol=1e-4)  # unfolded: still the same net
+    # unfolded, the BatchNorms hold their convs' statistics, so re-measuring them (what snapshot
+    # averaging and the teachers do) leaves the net where it was; the folded identity would not survive it
+    before = net(tf.image.resize(x, (net_px, net_px), method="area"), training=False).numpy()
+    recalibrate_batchnorm(net, x, seed=0, px=net_px)
+    after = net(tf.image.resize(x, (net_px, net_px), method="area"), training=False).numpy()
+    assert np.abs(after - before).max() < 0.02
+    folded = build_model(widths=widths_of(weights), input_size=None)
+    folded.set_weights(weights)
+    recalibrate_batchnorm(folded, x, seed=0, px=net_px)
+    assert np.abs(folded(tf.image.resize(x, (net_px, net_px), method="area"), training=False).numpy() - before).max() > 0.1
+
+
+@pytest.mark.train
+def test_an_int8_or_foreign_tflite_is_refused_as_a_start_in_one_line(tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow")
+    from edge.tools.train_face import _trained_weights
+
+    with pytest.raises(DatasetError, match=r"--init-from .*face\.tflite: not a float face model \(an int8 model"):
+        _trained_weights(TFLiteModel("face").tflite_path)
+    with pytest.raises(DatasetError, match="--teacher .*face_detector.tflite: not a"):
+        _trained_weights(TFLiteModel("face").tflite_path.parent / "face_detector.tflite", "--teacher")
+    (tmp_path / "junk.tflite").write_bytes(b"\0" * 64)
+    with pytest.raises(DatasetError, match="junk.tflite: not a float face model"):
+        _trained_weights(tmp_path / "junk.tflite")
+
+
+def test_training_copies_of_held_out_images_are_dropped() -> None:
+    from edge.tools.train_face import drop_copies
+
+    x = np.random.default_rng(0).integers(0, 256, (10, 48, 48, 1)).astype(np.float32) / 255.0
+    x[3] = x[8]  # a training image that is a copy of a held-out one
+    x[5] = np.clip(x[9] + 2.0 / 255.0, 0, 1)  # near, but not a copy: kept
+    kept, dropped = drop_copies(x, np.arange(8), np.array([8, 9]))
+    assert dropped == 1 and kept.tolist() == [0, 1, 2, 4, 5, 6, 7]
+
+
+@pytest.mark.train
+def test_camera_crops_are_the_daemons_crops_of_framed_faces(tmp_path: Path) -> None:
+    """Each face pasted into a frame and cut by the daemon's own path; misses left out; the cache gives the same."""
+    from edge.config import load_config
+    from edge.daemon import estimator_for
+    from edge.tools.face_framing import framed_face
+    from edge.tools.train_face import camera_crops
+
+    face = _fer_like_crop().astype(np.float32)[None, :, :, None] / 255.0
+    x = np.concatenate([face, face, face, np.full_like(face, 0.5)])  # the last is a blank card: no face
+    crops, index = camera_crops(x, seed=11, cache_dir=tmp_path)
+    assert 3 not in index.tolist() and len(index) >= 2 and crops.shape == (len(index), 48, 48, 1)
+    estimator = estimator_for(load_config(None), "face", TFLiteModel("face"))
+    rng = np.random.default_rng(11)
+    framed = [framed_face(np.round(f[..., 0] * 255).astype(np.uint8), rng) for f in x]
+    for crop, i in zip(crops, index):
+        expected, box, _ = estimator.face_crop(framed[i][0])
+        np.testing.assert_allclose(crop, expected, atol=0.5 / 255 + 1e-6)  # the cache keeps grey levels
+        x0, y0, side = framed[i][1]
+        assert _overlap(box, (x0, y0, side, side)) > 0.6  # the face again, framed a little differently
+    again, index_again = camera_crops(x, seed=11, cache_dir=tmp_path)
+    assert np.array_equal(again, crops) and np.array_equal(index_again, index)
+    assert len(list(tmp_path.glob("camera-crops-*.npz"))) == 1
+
+
+@pytest.mark.train
+def test_camera_augmentation_stays_in_range_and_hides_or_blurs_part_of_some_faces() -> None:
+    pytest.importorskip("tensorflow")
+    from edge.tools.train_face import _augment_fn
+
+    x = np.tile(np.linspace(0.35, 0.65, 48, dtype=np.float32)[None, None, :, None], (64, 48, 1, 1))
+    y = np.zeros(64, np.int64)
+    plain, _ = _augment_fn(3, 48)(x, y)
+    camera, labels = _augment_fn(3, 48, camera=True)(x, y)
+    plain, camera = plain.numpy(), camera.numpy()
+    assert camera.shape == x.shape and labels.shape == (64, 7)
+    assert camera.min() >= 0.0 and camera.max() <= 1.0
+    # a flat run of 6+ pixels (an occluder) is absent from a smooth ramp unless the camera augmentation put it there
+
+    def occluded(img: np.ndarray) -> bool:
+        flat = np.abs(np.diff(img[:, :, 0], axis=1)) < 1e-6
+        runs = np.apply_along_axis(lambda r: np.convolve(r, np.ones(6), "valid").max(), 1, flat.astype(float))
+        return bool(runs.max() >= 6)
+
+    assert not any(occluded(img) for img in plain)
+    assert 5 <= sum(occluded(img) for img in camera) <= 35, sum(occluded(img) for img in camera)
+    assert not np.allclose(camera, plain)
+
+
+@pytest.mark.train
+def test_train_face_restarts_from_the_shipped_float_model_with_camera_crops(tmp_path: Path) -> None:
+    """`--init-from face.float.tflite --camera-crops`: the shipped net restarted, the camera path recorded."""
+    pytest.importorskip("tensorflow")
+    from edge.models import models_dir
+
+    data = _write_fer_fixture(tmp_path / "train", per_class=20)
+    shutil.copy(_sample_face_image() or pytest.skip("no sample photograph"), data / "happy" / "hopper.jpg")
+    paths, labels = list_fer2013(data)
+    train, _, test = stratified_split(labels)
+    paths[train[0]].write_bytes(paths[test[0]].read_bytes())  # a training image that is a copy of a test image
+    out = tmp_path / "run"
+    shipped = models_dir() / "face.float.tflite"
+    proc = run_cli("train", "face", "--dataset", f"fer2013:{data}", "--out", str(out), "--epochs", "1",
+                   "--init-from", str(shipped), "--teacher", str(shipped), "--restart-px", "36", "--mirror-px", "36",
+                   "--camera-crops", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    training = json.loads((out / "face.json").read_text())["training"]
+    assert training["init_from"]["sha256"] == hashlib.sha256(shipped.read_bytes()).hexdigest()
+    assert training["widths"] == TFLiteModel("face").manifest["training"]["widths"]
+    camera = training["camera_crops"]
+    assert camera["of_faces"] == training["n_train"] and 0 <= camera["crops"] <= camera["of_faces"]
+    assert "occluding" in training["augmentation"] and training["duplicates_dropped_from_train"] == 1
+    assert training["n_train"] == len(train) - 1
+    assert TFLiteModel(out / "face.tflite").predict_batch(read_faces(list_fer2013(data)[0][:2])).shape == (2, 7)
+    # a narrower restart needs BatchNorm scales to rank channels by, which a .tflite no longer has: one line
+    proc = run_cli("train", "face", "--dataset", f"fer2013:{data}", "--out", str(tmp_path / "slim"),
+                   "--init-from", str(shipped), "--widths", "8,16,32,64", timeout=600)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and ".tflite" in proc.stderr, proc.stderr

@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-limit-min", type=float, default=None, dest="time_limit_min",
                         help="stop training after this many minutes (face; trainer default if absent)")
     parser.add_argument("--init-from", type=Path, default=None, dest="init_from", metavar="FACE.keras",
-                        help="face: start from a previous run's net (its face.keras) for one warm restart "
+                        help="face: start from a previous run's net (its face.keras, or a shipped face.float.tflite) for one warm restart "
                              "at a single resolution instead of training from scratch")
     parser.add_argument("--teacher", type=Path, action="append", default=None, dest="teachers", metavar="FACE.keras",
                         help="face: distil from this net (repeat for an ensemble): the training targets mix each "
@@ -72,6 +72,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--restart-px", type=int, default=None, dest="restart_px", metavar="PX",
                         help="face: the input size of an --init-from restart and of its teachers (default 40); "
                              "train at the size the net will be deployed at")
+    parser.add_argument("--peak-lr", type=float, default=None, dest="peak_lr", metavar="LR",
+                        help="face: the learning rate after the warm-up epoch (default 1.5e-3 from scratch, "
+                             "5e-4 for an --init-from restart)")
+    parser.add_argument("--camera-crops", action="store_true", dest="camera_crops",
+                        help="face: also train on each face as the daemon's camera path crops it (pasted into a "
+                             "camera-like frame, found and cut by the detector), with lighting, blur and occlusion")
     parser.add_argument("--baseline-span", type=float, default=None, dest="baseline_span", metavar="SECONDS",
                         help="eda, cardiac: beside each window's features, give the model their deviation from the "
                              "mean of the trailing SECONDS (default 1200); 0 = absolute features only")

@@ -17,6 +17,12 @@ small shifts, rotations and zooms, label smoothing, AdamW with one warm-up epoch
 learning rate, and progressive resizing (most epochs at 32 px, then 40 px, the last at the
 deployed 48 px) so that a 2-core CPU can afford it. ``--widths`` sets other stage widths; with
 ``--init-from`` a narrower net starts from the wider one's strongest channels (``narrowed``).
+``--init-from`` also takes a shipped float export (``weights_from_tflite``, ``unfold_batchnorm``).
+
+Faces as the camera sees them: ``--camera-crops`` trains on each face a second time as the
+daemon's own detector path cuts it out of a camera-like frame (``camera_crops``), with lighting,
+blur and occlusion added (``CAMERA_AUGMENTATION``). Training images pixel-identical to a
+validation or test image are dropped (``drop_copies``).
 """
 
 from __future__ import annotations
@@ -63,6 +69,9 @@ NARROWED_SKIP_EPOCHS = 2
 BN_RECALIBRATION_BATCHES = 200  # training batches whose statistics the averaged net's BatchNorm takes
 # --teacher: the target is this share of the teachers' probabilities, the rest the (smoothed) label
 DISTILL_WEIGHT = 0.5
+# --camera-crops: each training face is also pasted into a camera-like frame (edge.tools.face_framing)
+# and cut by the daemon's own detector path; evaluation frames its held-out faces with seed 0
+CAMERA_CROP_SEED = 1000
 MODEL_VERSION = "1.4.0"
 
 
@@ -140,6 +149,64 @@ def stratified_split(labels: np.ndarray, seed: int = SPLIT_SEED, val_frac: float
         parts[1].append(idx[n_test:n_test + n_val])
         parts[0].append(idx[n_test + n_val:])
     return tuple(np.sort(np.concatenate(p)) for p in parts)  # type: ignore[return-value]
+
+
+def drop_copies(x: np.ndarray, train: np.ndarray, held_out: np.ndarray) -> tuple[np.ndarray, int]:
+    """``train`` without the images pixel-identical to a held-out one; (kept indices, how many dropped).
+
+    FER2013 holds exact copies (219 of the test part's 2,872 have one in train or val); a net
+    trained on a copy of a held-out face flatters every figure measured on it.
+    """
+    def digest(i: int) -> bytes:
+        return hashlib.sha256(np.round(x[i] * 255.0).astype(np.uint8).tobytes()).digest()
+
+    held = {digest(i) for i in held_out}
+    keep = np.array([digest(i) not in held for i in train], bool)
+    return train[keep], int((~keep).sum())
+
+
+def camera_crops(x: np.ndarray, seed: int, cache_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(crops (m, 48, 48, 1) float32, index into ``x`` of each) of the faces the camera path finds.
+
+    Each face is pasted into a camera-like frame (``edge.tools.face_framing``: random size, place
+    and background) and cut by the daemon's own detector and crop path
+    (``FaceEstimator.face_crop`` with the default config), so the net is trained on the crops it
+    will be shown: framed a little looser or tighter than FER2013, resampled twice, with
+    background at the edges. Faces the detector misses are left out. Cached in ``cache_dir``.
+    """
+    from edge.config import load_config  # noqa: PLC0415
+    from edge.daemon import estimator_for  # noqa: PLC0415
+    from edge.models import TFLiteModel  # noqa: PLC0415
+    from edge.tools.face_framing import framed_face  # noqa: PLC0415
+
+    faces = np.round(x[..., 0] * 255.0).astype(np.uint8)
+    key = hashlib.sha256(faces.tobytes() + str(seed).encode()).hexdigest()[:16]
+    cache = Path(cache_dir) / f"camera-crops-{key}.npz" if cache_dir else None
+    if cache is not None and cache.exists():
+        data = np.load(cache)
+        return data["crops"].astype(np.float32)[..., None] / 255.0, data["index"]
+    estimator = estimator_for(load_config(None), "face", TFLiteModel("face"))
+    rng = np.random.default_rng(seed)
+    crops, index = [], []
+    t0 = time.monotonic()
+    for i, face in enumerate(faces):
+        frame, _ = framed_face(face, rng)
+        cropped = estimator.face_crop(frame)
+        if cropped is not None:
+            crops.append(cropped[0])
+            index.append(i)
+        if (i + 1) % 5000 == 0:
+            log.info("camera crops: %d of %d faces framed, %d found (%.0f s)", i + 1, len(faces), len(index),
+                     time.monotonic() - t0)
+    out = np.asarray(crops, np.float32).reshape(-1, FACE_INPUT_SIZE, FACE_INPUT_SIZE, 1)
+    index_arr = np.asarray(index, np.int64)
+    log.info("camera crops: the detector path found %d of %d faces (%.1f%%)", len(index_arr), len(faces),
+             100.0 * len(index_arr) / max(1, len(faces)))
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, crops=np.round(out[..., 0] * 255.0).astype(np.uint8), index=index_arr)
+        return np.round(out * 255.0) / 255.0, index_arr  # what the cache gives back, so a rerun is the same run
+    return out, index_arr
 
 
 # -------------------------------------------------------------------------------- network
@@ -331,20 +398,50 @@ def deployable(net: Any, net_px: int, mirror: bool) -> Any:
     return mirror_averaged(model) if mirror else model
 
 
-def _augment_fn(seed: int, size: int) -> Any:
-    """Batch augmentation (flip, rotation 10 deg, zoom 10%, shift 10%), resize to ``size``, one-hot labels."""
+CAMERA_AUGMENTATION = ("brightness +-0.15, contrast +-40%, blur (down to 20-36 px and back) on 30%, "
+                       "one grey occluding rectangle of 8-20 px on 25%")
+
+
+def _augment_fn(seed: int, size: int, camera: bool = False) -> Any:
+    """Batch augmentation (flip, rotation 10 deg, zoom 10%, shift 10%), resize to ``size``, one-hot labels.
+
+    ``camera`` adds what a camera does to a face that FER2013's tidy crops lack
+    (``CAMERA_AUGMENTATION``): other lighting, defocus and motion blur, and part of the face hidden
+    by a hand, hair or glasses.
+    """
     tf = import_tensorflow()
 
     layers = tf.keras.layers
-    augment = tf.keras.Sequential([
+    steps = [
         layers.RandomFlip("horizontal", seed=seed),
         layers.RandomRotation(10 / 360, fill_mode="reflect", seed=seed + 1),
         layers.RandomZoom(0.1, fill_mode="reflect", seed=seed + 2),
         layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed + 3),
-    ], name="augment")
-
+    ]
+    if camera:
+        steps += [layers.RandomBrightness(0.15, value_range=(0.0, 1.0), seed=seed + 4),
+                  layers.RandomContrast(0.4, seed=seed + 5)]
+    augment = tf.keras.Sequential(steps, name="augment")
     resized = _resized(size)
-    return lambda x, y: resized(tf.clip_by_value(augment(x, training=True), 0.0, 1.0), y)
+
+    def blurred_and_occluded(x):
+        n, side = tf.shape(x)[0], FACE_INPUT_SIZE
+        low = tf.random.uniform((), 20, 37, dtype=tf.int32, seed=seed + 6)
+        soft = tf.image.resize(tf.image.resize(x, (low, low), method="area"), (side, side), method="bilinear")
+        x = tf.where(tf.random.uniform((n, 1, 1, 1), seed=seed + 7) < 0.3, soft, x)
+        sizes = tf.random.uniform((n, 2), 8, 21, dtype=tf.int32, seed=seed + 8)
+        corners = tf.cast(tf.random.uniform((n, 2), seed=seed + 9) * tf.cast(side - sizes, tf.float32), tf.int32)
+        grid = tf.range(side)
+        rows = (grid[None, :] >= corners[:, :1]) & (grid[None, :] < corners[:, :1] + sizes[:, :1])
+        cols = (grid[None, :] >= corners[:, 1:]) & (grid[None, :] < corners[:, 1:] + sizes[:, 1:])
+        box = (rows[:, :, None] & cols[:, None, :])[..., None] & (tf.random.uniform((n, 1, 1, 1), seed=seed + 10) < 0.25)
+        grey = tf.random.uniform((n, 1, 1, 1), seed=seed + 11)
+        return tf.where(box, grey, x)
+
+    def fn(x, y):
+        x = tf.clip_by_value(augment(x, training=True), 0.0, 1.0)
+        return resized(blurred_and_occluded(x) if camera else x, y)
+    return fn
 
 
 def _resized(size: int) -> Any:
@@ -361,12 +458,13 @@ def _resized(size: int) -> Any:
     return fn
 
 
-def _datasets(x_train, y_train, x_val, y_val, seed: int, size: int = FACE_INPUT_SIZE) -> tuple[Any, Any]:
+def _datasets(x_train, y_train, x_val, y_val, seed: int, size: int = FACE_INPUT_SIZE,
+              camera: bool = False) -> tuple[Any, Any]:
     tf = import_tensorflow()
 
     train = (tf.data.Dataset.from_tensor_slices((x_train, y_train))
              .shuffle(len(x_train), seed=seed, reshuffle_each_iteration=True)
-             .batch(BATCH_SIZE).map(_augment_fn(seed, size), num_parallel_calls=tf.data.AUTOTUNE)
+             .batch(BATCH_SIZE).map(_augment_fn(seed, size, camera), num_parallel_calls=tf.data.AUTOTUNE)
              .prefetch(tf.data.AUTOTUNE))
     val = (tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(256)
            .map(_resized(size)).cache().prefetch(tf.data.AUTOTUNE))
@@ -407,6 +505,11 @@ def _trained_weights(path: Path, flag: str = "--init-from") -> list[np.ndarray]:
 
     if not path.is_file():
         raise DatasetError(f"train face: {flag} {path}: no such file")
+    if path.suffix == ".tflite":
+        weights = weights_from_tflite(path, flag)  # BatchNorm folded: unfold_batchnorm once the data is loaded
+        if not widths_of(weights) or len(weights) != 5 * 2 * len(widths_of(weights)) + 2 or weights[-1].shape != (len(FER_LABELS),):
+            raise DatasetError(f"train face: {flag} {path}: not a face net (stages of two 3x3 convs, GAP, 7 classes)")
+        return weights
     try:
         weights = tf.keras.models.load_model(path, compile=False).get_weights()
     except Exception as exc:  # noqa: BLE001 - any unreadable file becomes one line
@@ -416,6 +519,77 @@ def _trained_weights(path: Path, flag: str = "--init-from") -> list[np.ndarray]:
     if [w.shape for w in weights] != expected:
         raise DatasetError(f"train face: {flag} {path}: not a face net (stages of two 3x3 convs, GAP, 7 classes)")
     return weights
+
+
+BATCHNORM_EPSILON = 1e-3  # Keras' default, which build_model keeps
+
+
+def weights_from_tflite(path: Path, flag: str = "--init-from") -> list[np.ndarray]:
+    """A face net's weights read back from its float TFLite export (``face.float.tflite``).
+
+    The converter folds each BatchNorm into the conv before it (kernel scaled, a bias added), so
+    the net comes back with every BatchNorm an identity plus that bias: exact in inference mode,
+    but training-mode BatchNorm would re-normalise the conv outputs at once. ``unfold_batchnorm``
+    gives such weights statistics before they are trained. This is how a shipped model is
+    restarted when its Keras file was not kept (1.4.0's was not).
+    """
+    from edge.models import open_interpreter  # noqa: PLC0415
+
+    try:
+        interpreter, _ = open_interpreter(Path(path), label=f"train face: {flag} {path}")
+        ops = interpreter._get_ops_details()  # noqa: SLF001 - the public API has no op list
+        convs = [op for op in ops if op["op_name"] == "CONV_2D"]
+        dense = [op for op in ops if op["op_name"] == "FULLY_CONNECTED"]
+        weights: list[np.ndarray] = []
+        for op in convs:
+            kernel = interpreter.get_tensor(op["inputs"][1])  # (out, h, w, in) -> Keras' (h, w, in, out)
+            bias = interpreter.get_tensor(op["inputs"][2])
+            if kernel.dtype != np.float32:
+                raise ValueError("an int8 model (use the float export, face.float.tflite)")
+            weights += [kernel.transpose(1, 2, 3, 0).copy(), np.ones_like(bias), bias.copy(),
+                        np.zeros_like(bias), np.full_like(bias, 1.0 - BATCHNORM_EPSILON)]
+        weights += [interpreter.get_tensor(dense[-1]["inputs"][1]).T.copy(),
+                    interpreter.get_tensor(dense[-1]["inputs"][2]).copy()]
+    except Exception as exc:  # noqa: BLE001 - any unreadable file becomes one line
+        detail = str(exc) if isinstance(exc, ValueError) else exc.__class__.__name__
+        raise DatasetError(f"train face: {flag} {path}: not a float face model ({detail})") from exc
+    return weights
+
+
+def unfold_batchnorm(weights: list[np.ndarray], x: np.ndarray, px: int, seed: int,
+                     n_images: int = 4096) -> list[np.ndarray]:
+    """``weights_from_tflite``'s identity BatchNorms given the statistics of their conv outputs.
+
+    Each conv's output z is measured on ``n_images`` of ``x`` (area-resized to ``px``); the
+    BatchNorm then holds mean m and variance v of z, scale sqrt(v + eps) and shift m + bias, so
+    it still computes z + bias in inference mode and about the same in training mode, where it
+    normalises by the batch's own statistics.
+    """
+    tf = import_tensorflow()
+
+    net = build_model(widths=widths_of(weights), input_size=None)
+    net.set_weights(weights)
+    convs = [layer.output for layer in net.layers if isinstance(layer, tf.keras.layers.Conv2D)]
+    probe = tf.keras.Model(net.input, convs)
+    pick = np.random.default_rng(seed).permutation(len(x))[:n_images]
+    sums = [np.zeros(int(z.shape[-1])) for z in convs]
+    squares = [np.zeros(int(z.shape[-1])) for z in convs]
+    pixels = [0] * len(convs)
+    for start in range(0, len(pick), 256):
+        batch = tf.image.resize(x[np.sort(pick[start:start + 256])], (px, px), method="area")
+        for k, z in enumerate(probe(batch, training=False)):
+            z = np.asarray(z, np.float64).reshape(-1, z.shape[-1])
+            sums[k] += z.sum(axis=0)
+            squares[k] += (z * z).sum(axis=0)
+            pixels[k] += len(z)
+    out = [w.copy() for w in weights]
+    for k in range(len(convs)):
+        mean = sums[k] / pixels[k]
+        var = np.maximum(squares[k] / pixels[k] - mean * mean, 0.0)
+        bias = weights[5 * k + 2]
+        out[5 * k + 1:5 * k + 5] = [np.sqrt(var + BATCHNORM_EPSILON).astype(np.float32),
+                                    (mean + bias).astype(np.float32), mean.astype(np.float32), var.astype(np.float32)]
+    return out
 
 
 def _provenance(init_from: Path | None) -> dict[str, Any] | None:
@@ -526,7 +700,7 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
     seed = int(getattr(args, "seed", 0) or 0)
     init_from = getattr(args, "init_from", None)
     epochs = int(getattr(args, "epochs", None) or (RESTART_EPOCHS if init_from else DEFAULT_EPOCHS))
-    peak_lr = RESTART_PEAK_LR if init_from else PEAK_LR
+    peak_lr = float(getattr(args, "peak_lr", None) or (RESTART_PEAK_LR if init_from else PEAK_LR))
     tf.keras.utils.set_random_seed(seed)
     t_start = time.monotonic()
 
@@ -536,6 +710,8 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
     narrowed_from = None
     if start_widths is not None and widths != start_widths:
         narrowed_from = start_widths
+        if Path(init_from).suffix == ".tflite":  # its BatchNorm scales are folded away: nothing to rank channels by
+            raise DatasetError(f"train face: --widths cannot narrow a .tflite start ({init_from}); use its face.keras")
         try:
             start_weights = narrowed(start_weights, widths)
         except ValueError as exc:
@@ -546,6 +722,12 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
     teacher_weights = [_trained_weights(Path(teacher), "--teacher") for teacher in teachers]  # likewise
     x, y, paths = load_fer2013(path, cache_dir=out_dir / "cache")
     i_train, i_val, i_test = stratified_split(y, seed=SPLIT_SEED)
+    i_train, copies_dropped = drop_copies(x, i_train, np.concatenate([i_val, i_test]))
+    log.info("dropped %d training images pixel-identical to a validation or test image", copies_dropped)
+    if init_from and Path(init_from).suffix == ".tflite":
+        start_weights = unfold_batchnorm(start_weights, x[i_train], restart_px, seed)
+    teacher_weights = [unfold_batchnorm(w, x[i_train], restart_px, seed) if Path(t).suffix == ".tflite" else w
+                       for w, t in zip(teacher_weights, teachers)]
     out_dir.mkdir(parents=True, exist_ok=True)
     # what the net saw (train and val parts), so `models evaluate` can say when it is shown them again
     seen_images = write_seen(out_dir, "face", [paths[i] for i in np.concatenate([i_train, i_val])])
@@ -562,13 +744,24 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
         log.info("distilling from %d teacher(s) (weight %.2f); their mirror-averaged val accuracy at %d px: %.4f",
                  len(teachers), DISTILL_WEIGHT, restart_px, teacher_val)
 
+    x_fit = x[i_train]
+    camera = bool(getattr(args, "camera_crops", False))
+    camera_record = None
+    if camera:  # each face once more as the camera path cuts it, with its clean image's target
+        crops, source = camera_crops(x[i_train], CAMERA_CROP_SEED + seed, cache_dir=out_dir / "cache")
+        x_fit, y_fit = np.concatenate([x_fit, crops]), np.concatenate([y_fit, y_fit[source]])
+        camera_record = {"crops": int(len(source)), "of_faces": int(len(i_train)), "framing_seed": CAMERA_CROP_SEED + seed,
+                         "path": "edge.tools.face_framing.framed_face, then FaceEstimator.face_crop (default config)",
+                         "targets": "the clean image's (label and teachers' probabilities)",
+                         "augmentation": CAMERA_AUGMENTATION}
+
     # trained resolution-free (progressive resizing), exported at 48 px with the same weights
     model = build_model(widths=widths, input_size=None)
     if init_from:
         model.set_weights(start_weights)
         log.info("warm restart from %s%s", init_from,
                  f", narrowed from widths {narrowed_from} to {widths}" if narrowed_from else "")
-    steps_per_epoch = int(np.ceil(len(i_train) / BATCH_SIZE))
+    steps_per_epoch = int(np.ceil(len(x_fit) / BATCH_SIZE))
     warmup = steps_per_epoch
     # one warm-up epoch, then cosine to 0 (from scratch) or constant (a warm restart: SWA samples the basin)
     schedule = tf.keras.optimizers.schedules.CosineDecay(
@@ -595,7 +788,7 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
     for size, n in phases:
         if time_limit.stopped:
             break
-        train_ds, val_ds = _datasets(x[i_train], y_fit, x[i_val], y[i_val], seed + epoch, size)
+        train_ds, val_ds = _datasets(x_fit, y_fit, x[i_val], y[i_val], seed + epoch, size, camera)
         history = model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + n,
                             verbose=2, callbacks=callbacks)
         val_accuracy += list(history.history["val_accuracy"])
@@ -606,7 +799,7 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
     restart_val_choices = None
     if init_from:  # the warm restart's end, then the mean of all its snapshots (see average_snapshots)
         restart_val_choices = choose_deployment(model, x[i_val], y[i_val])[2]
-        average_snapshots(model, snapshots.mean(), x[i_train], seed, px=restart_px)
+        average_snapshots(model, snapshots.mean(), x_fit, seed, px=restart_px)
     net_px, mirror, val_choices = choose_deployment(model, x[i_val], y[i_val], mirror_sizes=mirror_px)
     model = deployable(model, net_px, mirror)
 
@@ -633,6 +826,7 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
                       f"{TEST_FRAC:.0%} test (scored after those choices; the card counts how often it was read); "
                       "FER2013 has no subject IDs, so identity leakage between parts cannot be excluded"),
             "subjects_train": None, "subjects_test": None, "seen_images": seen_images,
+            "duplicates_dropped_from_train": copies_dropped, "camera_crops": camera_record,
             "seed": seed, "n_train": int(len(i_train)), "n_val": int(len(i_val)), "n_test": int(len(i_test)),
             "epochs": epochs_run, "epochs_planned": epochs, "best_epoch": best_epoch,
             "params": int(model.count_params()), "widths": list(widths),
@@ -653,7 +847,8 @@ def train(kind: str, path: Path, out_dir: Path, args: argparse.Namespace) -> dic
                                     "val_accuracy_by_choice_before": restart_val_choices} if init_from else None),
             "optimizer": f"AdamW peak {peak_lr:g}, "
             f"weight decay {WEIGHT_DECAY:g}, 1 warm-up epoch then {'constant' if init_from else 'cosine to 0'}", "label_smoothing": LABEL_SMOOTHING,
-            "augmentation": "flip, rotation 10 deg, zoom 10%, shift 10%", "class_weights": None,
+            "augmentation": "flip, rotation 10 deg, zoom 10%, shift 10%" + (f"; {CAMERA_AUGMENTATION}" if camera else ""),
+            "class_weights": None,
             "time_limit_min": time_limit_min, "stopped_by_time_limit": time_limit.stopped,
             "train_minutes": round(train_minutes, 1),
         },
