@@ -30,7 +30,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from edge import sdnotify
 from edge.baseline_store import SAVE_EVERY_S, load_baselines, save_baselines, store_path
@@ -70,6 +70,23 @@ def spec_modalities(spec: str) -> tuple[str, ...]:
     transport, _, rest = spec.partition(":")
     device = rest.partition(":")[0]
     return SPEC_MODALITIES.get(f"{transport}:{device}", SPEC_MODALITIES.get(transport, ()))
+
+
+def fed_modalities(specs: Iterable[str]) -> set[str] | None:
+    """The modalities the configured sources can feed; None when a source's kind does not say.
+
+    A framed protocol (or a kind not in SPEC_MODALITIES) may carry any stream, so then every
+    model is loaded. Otherwise a model no source can feed is not loaded at all: on a wrist-only
+    device the face model, OpenCV and the face detector would cost memory and start-up time for
+    nothing.
+    """
+    fed: set[str] = set()
+    for spec in specs:
+        modalities = spec_modalities(spec)
+        if not modalities:
+            return None
+        fed |= set(modalities)
+    return fed
 
 
 @dataclass(frozen=True)
@@ -428,8 +445,11 @@ def estimator_for(config: Config, modality: str, model: Any) -> Estimator:
                           zoom_tiles=config.face.zoom_tiles, num_threads=config.models.num_threads)
 
 
-def load_estimators(config: Config) -> tuple[dict[str, Estimator], dict[str, str]]:
-    """Load, verify and wrap each configured modality's model; (estimators, reasons for the rest)."""
+def load_estimators(config: Config, only: set[str] | None = None) -> tuple[dict[str, Estimator], dict[str, str]]:
+    """Load, verify and wrap each configured modality's model; (estimators, reasons for the rest).
+
+    ``only``: load just these modalities (``fed_modalities``); None loads every configured one.
+    """
     import os  # noqa: PLC0415
 
     from edge.models import TFLiteModel  # noqa: PLC0415
@@ -439,7 +459,7 @@ def load_estimators(config: Config) -> tuple[dict[str, Estimator], dict[str, str
     estimators: dict[str, Estimator] = {}
     reasons: dict[str, str] = {}
     for m in MODALITIES:
-        if m not in config.daemon.modalities:
+        if m not in config.daemon.modalities or (only is not None and m not in only):
             continue
         try:
             model = TFLiteModel(m, num_threads=config.models.num_threads)
@@ -493,7 +513,7 @@ async def run_daemon(config: Config, *, on_ready: Callable[[], None] | None = No
     stop = stop_event or asyncio.Event()
     taps = _open_taps(config)  # recorder and LSL outlet (edge.record), None when neither is on
     publisher = _make_publisher(config)  # checks the broker URL and TLS files before anything is opened
-    estimators, reasons = load_estimators(config)
+    estimators, reasons = load_estimators(config, only=fed_modalities(config.daemon.sources))
     sources, source_reasons = open_sources(config.daemon.sources, config.daemon.speed)
     expected: set[str] = set()
     for spec, reason in source_reasons.items():

@@ -384,8 +384,10 @@ class FaceEstimator(Estimator):
 
             self.detector: Any = BlazeFaceDetector(min_face_px=min_face_px, num_threads=num_threads,
                                                    zoom_tiles=zoom_tiles)
+            self._largest_face = self._blazeface_box
         elif detector == "haar":
             self.detector = face.FaceDetector(min_face_px=min_face_px)
+            self._largest_face = self._haar_box
         else:
             raise ValueError(f"face detector {detector!r}: not one of blazeface, haar")
         self.max_frames = int(max_frames)
@@ -409,20 +411,27 @@ class FaceEstimator(Estimator):
             scale = self.detect_width_px / w
             small = cv2.resize(gray, (self.detect_width_px, max(1, int(round(h * scale)))), interpolation=cv2.INTER_AREA)
         self.detector.min_face_px = max(16, int(self.min_face_px * scale))
-        if self.detector_name == "blazeface":
-            faces = self.detector.detect_faces(small)
-            if not faces:
-                return None
-            box = self._face.blazeface_crop(faces[0].scaled(1.0 / scale))
-            margin_frac = 0.0  # the crop is the FER framing already
-        else:
-            boxes = self.detector.detect(small)
-            if not boxes:
-                return None
-            x, y, bw, bh = boxes[0]
-            box = (int(x / scale), int(y / scale), int(round(bw / scale)), int(round(bh / scale)))
-            margin_frac = self._face.FACE_MARGIN_FRAC
+        found = self._largest_face(small, scale)
+        if found is None:
+            return None
+        box, margin_frac = found
         return self._face.face_input(gray, box, margin_frac), box, margin_frac
+
+    def _blazeface_box(self, small: np.ndarray, scale: float) -> tuple[tuple[int, int, int, int], float] | None:
+        """BlazeFace's largest face mapped to the FER framing, in full-frame pixels (no margin left to add)."""
+        faces = self.detector.detect_faces(small)
+        if not faces:
+            return None
+        return self._face.blazeface_crop(faces[0].scaled(1.0 / scale)), 0.0
+
+    def _haar_box(self, small: np.ndarray, scale: float) -> tuple[tuple[int, int, int, int], float] | None:
+        """Haar's largest box in full-frame pixels, to be grown by FACE_MARGIN_FRAC."""
+        boxes = self.detector.detect(small)
+        if not boxes:
+            return None
+        x, y, bw, bh = boxes[0]
+        box = (int(x / scale), int(y / scale), int(round(bw / scale)), int(round(bh / scale)))
+        return box, self._face.FACE_MARGIN_FRAC
 
     def score_frame(self, gray: np.ndarray) -> tuple[np.ndarray, float] | None:
         """(class probabilities, face quality) of the largest face in one gray frame (``face_crop``), or None."""

@@ -171,6 +171,18 @@ def test_pipeline_windows_follow_the_source_clock_and_hop(signals):
     assert all(s.payload["missing"] == [] for s in states)
 
 
+def test_a_model_no_source_can_feed_is_not_loaded():
+    """A wrist-only device does not pay for the face model, OpenCV and the detector (22 MB, 30 ms here)."""
+    from edge.daemon import fed_modalities
+
+    assert fed_modalities(["simulate:seed=1"]) == {"eeg", "cardiac", "eda"}
+    assert fed_modalities(["replay:e4:/data/S02", "camera:0"]) == {"eda", "cardiac", "face"}
+    assert fed_modalities(["ble:polar-h10:AA:BB", "serial:framed:/dev/ttyUSB0"]) is None  # framed: any stream
+    assert fed_modalities(["replay:somethingnew:/x"]) is None
+    estimators, reasons = load_estimators(Config(), only={"eda", "cardiac"})
+    assert set(estimators) == {"eda", "cardiac"} and not reasons
+
+
 def test_cardiac_beats_found_incrementally_match_a_full_detection(signals):
     """Sliding 5 s at a time, beats are reused from earlier windows: same estimates as detecting afresh."""
     import copy
