@@ -61,3 +61,16 @@ def test_the_camera_worker_measures_frames_with_and_without_a_face():
     empty = c["no_face_frame_cpu_ms"]
     assert empty["zoom_tiles"] is True and empty["face_found"] is False  # the textured frame holds no face
     assert empty["mean"] > 0 and c["frame_cpu_ms"]["mean"] > 0
+
+
+def test_a_worker_runs_when_bench_is_started_from_the_source_checkout(monkeypatch):
+    """`make bench` runs in the repository root, whose edge/ has no edge.tools: the worker must not import it."""
+    pytest.importorskip("cv2")
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    assert (root / "edge" / "__init__.py").exists() and not (root / "edge" / "tools").exists()
+    monkeypatch.chdir(root)
+    args = argparse.Namespace(minutes=MINUTES, seed=0, baseline_minutes=MINUTES, video=None)
+    figures = bench._run_worker("camera", args, "mqtt://127.0.0.1:1")  # the camera worker needs no broker
+    assert figures["frames"] == 90 and figures["detector"] == "blazeface"

@@ -113,7 +113,9 @@ def _run_worker(kind: str, args: argparse.Namespace, url: str, required: bool = 
                "--minutes", str(args.minutes), "--seed", str(args.seed), "--baseline-minutes", str(args.baseline_minutes)]
         if args.video:
             cmd += ["--video", args.video]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+        # cwd: `python -m edge` puts the working directory first on sys.path, and a source checkout's
+        # edge/ has no edge.tools (tools/ installs there): from the repository root the worker was not found
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, cwd=tmp)
         if proc.returncode != 0 or not out.exists():
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             if not required:
@@ -138,7 +140,7 @@ def measure_startup(url: str, runs: int = 3, embedded: bool = False) -> dict[str
                 config.write_text('[mqtt]\nprotocol = "3.1.1"\n')
                 cmd += ["--config", str(config)]
             t0 = time.perf_counter()
-            proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+            proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=tmp)
             ready = None
             lines = []
             assert proc.stderr is not None
