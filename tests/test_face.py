@@ -72,6 +72,21 @@ def test_fer2013_cache_gives_the_same_inputs(fer_fixture: Path, tmp_path: Path) 
     assert np.array_equal(y1, y2) and np.allclose(first, again, atol=1e-6)
 
 
+
+def test_a_damaged_cache_is_rebuilt_not_fatal(fer_fixture: Path, tmp_path: Path, caplog) -> None:
+    """A cache cut short (a full disk, a killed run) or overwritten is read again from the images."""
+    first, y1, _ = load_fer2013(fer_fixture, cache_dir=tmp_path / "cache")
+    (cache,) = (tmp_path / "cache").glob("*.npz")
+    for damage in (cache.read_bytes()[:100], b"not a numpy file"):
+        cache.write_bytes(damage)
+        with caplog.at_level("WARNING"):
+            again, y2, _ = load_fer2013(fer_fixture, cache_dir=tmp_path / "cache")
+        assert "unreadable" in caplog.text and "rebuilding" in caplog.text
+        assert np.array_equal(y1, y2) and np.allclose(first, again, atol=1e-6)
+        caplog.clear()
+    assert not list((tmp_path / "cache").glob("*.part"))  # written whole, then renamed
+
+
 @pytest.mark.train
 def test_bad_layout_is_refused_in_one_line(tmp_path: Path, fer_fixture: Path) -> None:
     (tmp_path / "half").mkdir()
