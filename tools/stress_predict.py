@@ -33,6 +33,7 @@ import numpy as np
 
 from edge.errors import DatasetError
 from edge.features import cardiac, eda
+from edge.tools.npz_cache import read_npz, write_npz
 from firmware_bridge.protocols.e4_csv import E4Ibi, E4Signal, read_e4_ibi, read_e4_signal
 
 log = logging.getLogger(__name__)
@@ -227,8 +228,9 @@ def subject_table(root: Path, sid: str, labels: dict[str, tuple[np.ndarray, np.n
         stamp = hashlib.sha256(f"{folder.resolve()}|{(folder / 'EDA.csv').stat().st_mtime}".encode()).hexdigest()[:10]
         params = f"{eda_window_s:g}-{cardiac_window_s:g}-{hop_s:g}"
         cache = Path(cache_dir) / f"{sid}_{stamp}_{cardiac_source}_{params}_{_feature_code_version()}.npz"
-        if cache.exists():
-            return dict(np.load(cache))
+        cached = read_npz(cache)
+        if cached is not None:
+            return cached
     subject = load_subject(root, sid, labels)
     if subject is None:
         return None
@@ -239,8 +241,7 @@ def subject_table(root: Path, sid: str, labels: dict[str, tuple[np.ndarray, np.n
     table = {"ends": ends, "y": y, "coverage": coverage, "x_eda": x_eda, "q_eda": q_eda,
              "x_cardiac": x_card, "q_cardiac": q_card}
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(cache, **table)
+        write_npz(cache, compressed=True, **table)
     return table
 
 
@@ -288,8 +289,9 @@ def wrist_window_features(root: Path, sid: str, ends: np.ndarray, window_s: floa
         code = hashlib.sha256(Path(wrist.__file__).read_bytes()).hexdigest()[:12]
         key = hashlib.sha256(f"{folder.resolve()}|{window_s:g}|{ends.tobytes().hex()[:64]}|{len(ends)}|{code}".encode())
         cache = Path(cache_dir) / f"{sid}_wrist_{key.hexdigest()[:12]}.npz"
-        if cache.exists():
-            return dict(np.load(cache))
+        cached = read_npz(cache)
+        if cached is not None:
+            return cached
     n = len(ends)
     n_temp = len(wrist.TEMP_FEATURE_NAMES)
     x = np.full((n, len(wrist.WRIST_FEATURE_NAMES)), np.nan, np.float32)
@@ -312,6 +314,5 @@ def wrist_window_features(root: Path, sid: str, ends: np.ndarray, window_s: floa
             motion[k] = wrist.motion_share(w, acc.rate_hz)
     table = {"x_wrist": x, "q_temp": q_temp, "q_acc": q_acc, "motion_share": motion}
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(cache, **table)
+        write_npz(cache, compressed=True, **table)
     return table

@@ -40,6 +40,7 @@ import numpy as np
 from edge.errors import DatasetError
 from edge.features.face import FACE_INPUT_SIZE, FER_LABELS, face_input
 from edge.models import sha256_of
+from edge.tools.npz_cache import read_npz, write_npz
 from edge.tools.tensorflow_import import import_tensorflow
 
 log = logging.getLogger(__name__)
@@ -76,31 +77,6 @@ MODEL_VERSION = "1.4.0"
 
 
 # ----------------------------------------------------------------------------------- data
-
-def _read_cache(path: Path | None, keys: tuple[str, ...]) -> dict[str, np.ndarray] | None:
-    """A cached .npz's arrays, or None when it is absent or damaged (logged; it is then rebuilt)."""
-    if path is None or not path.exists():
-        return None
-    try:
-        with np.load(path) as data:
-            return {k: data[k] for k in keys}
-    except Exception as exc:  # noqa: BLE001 - a cut-short or foreign file is rebuilt, not fatal
-        log.warning("cache %s is unreadable (%s); rebuilding it", path, exc.__class__.__name__)
-        return None
-
-
-def _write_cache(path: Path, **arrays: np.ndarray) -> None:
-    """Write a .npz cache whole or not at all (a full disk leaves no half file to trip the next run)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        tmp.replace(path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        log.warning("cache %s not written (%s); the next run reads the images again", path, exc)
-
 
 def list_fer2013(path: Path) -> tuple[list[Path], np.ndarray]:
     """Every image of a FER2013 image folder, sorted, with its class index in ``FER_LABELS``."""
@@ -147,7 +123,7 @@ def load_fer2013(path: Path, cache_dir: Path | None = None) -> tuple[np.ndarray,
     paths, labels = list_fer2013(path)
     key = hashlib.sha256("\n".join(str(p) for p in paths).encode()).hexdigest()[:16]
     cache = Path(cache_dir) / f"fer2013-{key}.npz" if cache_dir else None
-    data = _read_cache(cache, ("x", "y"))
+    data = read_npz(cache, ("x", "y"))
     if data is not None:
         return data["x"].astype(np.float32)[..., None] / 255.0, data["y"], paths
     t0 = time.monotonic()
@@ -155,7 +131,7 @@ def load_fer2013(path: Path, cache_dir: Path | None = None) -> tuple[np.ndarray,
     log.info("read %d images from %s in %.1f s", len(paths), path, time.monotonic() - t0)
     if cache is not None:
         # face_input of a 48x48 image is exactly pixel/255, so uint8 holds it without loss
-        _write_cache(cache, x=np.round(x[..., 0] * 255.0).astype(np.uint8), y=labels)
+        write_npz(cache, x=np.round(x[..., 0] * 255.0).astype(np.uint8), y=labels)
     return x, labels, paths
 
 
@@ -206,7 +182,7 @@ def camera_crops(x: np.ndarray, seed: int, cache_dir: Path | None = None) -> tup
     faces = np.round(x[..., 0] * 255.0).astype(np.uint8)
     key = hashlib.sha256(faces.tobytes() + str(seed).encode()).hexdigest()[:16]
     cache = Path(cache_dir) / f"camera-crops-{key}.npz" if cache_dir else None
-    data = _read_cache(cache, ("crops", "index"))
+    data = read_npz(cache, ("crops", "index"))
     if data is not None:
         return data["crops"].astype(np.float32)[..., None] / 255.0, data["index"]
     estimator = estimator_for(load_config(None), "face", TFLiteModel("face"))
@@ -227,7 +203,7 @@ def camera_crops(x: np.ndarray, seed: int, cache_dir: Path | None = None) -> tup
     log.info("camera crops: the detector path found %d of %d faces (%.1f%%)", len(index_arr), len(faces),
              100.0 * len(index_arr) / max(1, len(faces)))
     if cache is not None:
-        _write_cache(cache, crops=np.round(out[..., 0] * 255.0).astype(np.uint8), index=index_arr)
+        write_npz(cache, crops=np.round(out[..., 0] * 255.0).astype(np.uint8), index=index_arr)
         return np.round(out * 255.0) / 255.0, index_arr  # what the cache gives back, so a rerun is the same run
     return out, index_arr
 
