@@ -193,6 +193,19 @@ def test_subjects_the_shipped_models_trained_on_get_fold_models_that_never_saw_t
                     "--cache", str(cache), "--subjects", "S02,S03", check=True)
     assert "training fold" not in again.stderr and json.loads(again.stdout)["overall"] == report["overall"]
     assert {p: p.stat().st_mtime_ns for p in (cache / "folds").glob("*/*.tflite")} == stamps
+    # a cached fold model cut short (a killed run, a full disk) is trained again, with one warning,
+    # instead of its modality quietly dropping out of the figures; a damaged feature cache is rebuilt
+    damaged = sorted(p for p in stamps if ".float." not in p.name)[0]  # the int8 model the daemon runs
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    features = sorted((cache / "features").rglob("*.npz"))
+    features[0].write_bytes(b"not numpy")
+    third = run_cli("evaluate", "states", "--dataset", f"stress-predict:{root}", "--json", "--epochs", "2",
+                    "--cache", str(cache), "--subjects", "S02,S03", timeout=600)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert third.stderr.count("training fold") == 1 and "unusable" in third.stderr, third.stderr[-3000:]
+    assert "unreadable" in third.stderr and "rebuilding" in third.stderr
+    rows = json.loads(third.stdout)["subjects"]
+    assert all(set(rows[sid]["models"]) >= {"eda", "cardiac"} for sid in ("S02", "S03"))
     # shipped models instead: said to be flattered, in the JSON and the text
     proc = run_cli("evaluate", "states", "--dataset", f"stress-predict:{root}", "--models", "shipped",
                    "--subjects", "S04", check=True)

@@ -455,7 +455,7 @@ def fold_models(root: Path, scored: list[str], labels: Mapping[str, Any], manife
                                f"subjects the shipped models trained on; found {len(train)} "
                                f"(use --models shipped to score with the shipped models, flattered)")
         folder = Path(cache_dir) / "folds" / f"fold{k:02d}-{_fold_key(manifests, sorted(fold), train, epochs, seed, root)}"
-        if not all((folder / f"{m}.json").exists() for m in PHYSIO):
+        if not _fold_cached(folder):
             if tables is None:
                 tables = _feature_tables(root, Path(cache_dir) / "features")
             log.info("training fold %d models (held out: %s) on %d subjects, %d epochs", k, ", ".join(fold),
@@ -465,6 +465,26 @@ def fold_models(root: Path, scored: list[str], labels: Mapping[str, Any], manife
         for s in test:
             out[s] = (folder, f"cv fold {k} (held out {'+'.join(sorted(fold))}, {epochs} epochs, int8)")
     return out
+
+
+def _fold_cached(folder: Path) -> bool:
+    """Whether ``folder`` holds every fold model whole: a damaged one (a killed run, a full disk) is trained again.
+
+    Loading verifies each file against its manifest's sha256; without this check a damaged
+    cached model would leave its modality out of every later evaluation, and the figures would
+    quietly describe the other modality alone.
+    """
+    from edge.models import TFLiteModel  # noqa: PLC0415
+
+    if not all((folder / f"{m}.json").exists() for m in PHYSIO):
+        return False
+    for m in PHYSIO:
+        try:
+            TFLiteModel(folder / f"{m}.tflite")
+        except Exception as exc:  # noqa: BLE001 - any unloadable cached model is rebuilt
+            log.warning("cached fold model %s is unusable (%s); training it again", folder / f"{m}.tflite", exc)
+            return False
+    return True
 
 
 def _feature_tables(root: Path, cache_dir: Path) -> dict[str, Any]:
