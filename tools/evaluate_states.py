@@ -472,7 +472,7 @@ def _fold_cached(folder: Path) -> bool:
 
     Loading verifies each file against its manifest's sha256; without this check a damaged
     cached model would leave its modality out of every later evaluation, and the figures would
-    quietly describe the other modality alone.
+    describe the other modality alone, with only a log line to say so.
     """
     from edge.models import TFLiteModel  # noqa: PLC0415
 
