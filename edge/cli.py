@@ -49,6 +49,20 @@ def installed_version() -> str:
         return __version__
 
 
+class _Unavailable:
+    """A subcommand whose module cannot be imported here: it says so in one line instead of argparse's
+    "invalid choice" (``python -m edge`` run in a source checkout imports the checkout's ``edge/``,
+    which has no ``edge.tools``: the tools are installed into it from ``tools/``)."""
+
+    def __init__(self, module_name: str):
+        self.module_name = module_name
+
+    def main(self, args: argparse.Namespace) -> int:
+        raise EmotionEdgeError(
+            f"{self.module_name} cannot be imported here; it is installed with the package (make setup, or "
+            f"pip install .): run the installed emotion-edge, or python -m edge from outside the source checkout")
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
     parser = argparse.ArgumentParser(prog="emotion-edge", description="On-device multimodal emotion engine.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
@@ -59,7 +73,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            if exc.name and module_name.startswith(exc.name):  # module not written / not installed
+            if exc.name and module_name.startswith(exc.name):  # not installed, or a checkout's edge/ without edge.tools
+                sub.add_parser(name, help=f"{help_text} (not available here)", add_help=False)
+                modules[name] = _Unavailable(module_name)
                 continue
             raise
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
@@ -70,7 +86,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser, modules = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not isinstance(modules.get(args.command), _Unavailable):
+        args = parser.parse_args(argv)  # argparse's own error for the unknown arguments
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -97,3 +97,18 @@ def test_int8_conversion_is_quiet():
                           cwd=REPO_ROOT / "tests")
     assert proc.returncode == 0 and proc.stdout == "True\n", proc.stderr
     assert proc.stderr == ""
+
+
+@pytest.mark.parametrize("argv", [["bench", "--minutes", "1"], ["train", "face", "--dataset", "x"], ["models", "list"]])
+def test_a_tool_run_from_the_source_checkout_says_why_in_one_line(argv):
+    """`python -m edge` in the repository root imports the checkout's edge/, which has no edge.tools:
+    one line that says so, not argparse's "invalid choice" (as `make bench` hit)."""
+    proc = run_cli(*argv, cwd=REPO_ROOT)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"emotion-edge {argv[0]}: edge.tools.") and "cannot be imported here" in lines[0]
+    assert "installed emotion-edge" in lines[0]
+    # the daemon's own commands still work from there, and still refuse unknown arguments
+    assert run_cli("run", "--help", cwd=REPO_ROOT).returncode == 0
+    bad = run_cli("run", "--no-such-flag", cwd=REPO_ROOT)
+    assert bad.returncode == 2 and "unrecognized arguments: --no-such-flag" in bad.stderr
