@@ -470,18 +470,18 @@ def fold_models(root: Path, scored: list[str], labels: Mapping[str, Any], manife
 def _fold_cached(folder: Path) -> bool:
     """Whether ``folder`` holds every fold model whole: a damaged one (a killed run, a full disk) is trained again.
 
-    Loading verifies each file against its manifest's sha256; without this check a damaged
-    cached model would leave its modality out of every later evaluation, and the figures would
-    describe the other modality alone, with only a log line to say so.
+    Each file is checked against its manifest's sha256, as loading it will check it; without this
+    a damaged cached model would leave its modality out of every later evaluation, and the figures
+    would describe the other modality alone, with only a log line to say so.
     """
-    from edge.models import TFLiteModel  # noqa: PLC0415
+    from edge.models import load_manifest, verify_model_file  # noqa: PLC0415
 
     if not all((folder / f"{m}.json").exists() for m in PHYSIO):
         return False
     for m in PHYSIO:
         try:
-            TFLiteModel(folder / f"{m}.tflite")
-        except Exception as exc:  # noqa: BLE001 - any unloadable cached model is rebuilt
+            verify_model_file(folder / f"{m}.tflite", load_manifest(folder / f"{m}.json"))
+        except Exception as exc:  # noqa: BLE001 - any unusable cached model is rebuilt
             log.warning("cached fold model %s is unusable (%s); training it again", folder / f"{m}.tflite", exc)
             return False
     return True

@@ -496,7 +496,8 @@ def per_class_recall(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]
 # ---------------------------------------------------------------------------------- train
 
 def _trained_weights(path: Path, flag: str = "--init-from") -> list[np.ndarray]:
-    """The net's weights from a previous run's ``face.keras`` (the deployable graph: same weights, any wrapper).
+    """The net's weights from a previous run's ``face.keras`` (the deployable graph: same weights, any wrapper)
+    or a shipped float export (``weights_from_tflite``).
 
     A bad file is one line naming ``flag``, the option that gave it.
     """
@@ -506,13 +507,11 @@ def _trained_weights(path: Path, flag: str = "--init-from") -> list[np.ndarray]:
         raise DatasetError(f"train face: {flag} {path}: no such file")
     if path.suffix == ".tflite":
         weights = weights_from_tflite(path, flag)  # BatchNorm folded: unfold_batchnorm once the data is loaded
-        if not widths_of(weights) or len(weights) != 5 * 2 * len(widths_of(weights)) + 2 or weights[-1].shape != (len(FER_LABELS),):
-            raise DatasetError(f"train face: {flag} {path}: not a face net (stages of two 3x3 convs, GAP, 7 classes)")
-        return weights
-    try:
-        weights = tf.keras.models.load_model(path, compile=False).get_weights()
-    except Exception as exc:  # noqa: BLE001 - any unreadable file becomes one line
-        raise DatasetError(f"train face: {flag} {path}: not a Keras model ({exc.__class__.__name__})") from exc
+    else:
+        try:
+            weights = tf.keras.models.load_model(path, compile=False).get_weights()
+        except Exception as exc:  # noqa: BLE001 - any unreadable file becomes one line
+            raise DatasetError(f"train face: {flag} {path}: not a Keras model ({exc.__class__.__name__})") from exc
     widths = widths_of(weights)
     expected = [w.shape for w in build_model(widths=widths, input_size=None).get_weights()] if widths else None
     if [w.shape for w in weights] != expected:
