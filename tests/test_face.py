@@ -702,6 +702,13 @@ def test_train_face_restarts_from_the_shipped_float_model_with_camera_crops(tmp_
     assert "occluding" in training["augmentation"] and training["duplicates_dropped_from_train"] == 1
     assert training["n_train"] == len(train) - 1
     assert TFLiteModel(out / "face.tflite").predict_batch(read_faces(list_fer2013(data)[0][:2])).shape == (2, 7)
+    # a learning rate that is not one (nan, inf, negative, 1e-300): argparse's usage and one error line
+    for lr in ("nan", "inf", "-1", "1e-300", "fast"):
+        proc = run_cli("train", "face", "--dataset", f"fer2013:{data}", "--out", str(tmp_path / "lr"),
+                       "--peak-lr", lr, timeout=120)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and "--peak-lr" in lines[-1] and lines[0].startswith("usage:"), proc.stderr
+        assert not (tmp_path / "lr").exists()
     # a narrower restart needs BatchNorm scales to rank channels by, which a .tflite no longer has: one line
     proc = run_cli("train", "face", "--dataset", f"fer2013:{data}", "--out", str(tmp_path / "slim"),
                    "--init-from", str(shipped), "--widths", "8,16,32,64", timeout=600)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 from pathlib import Path
 
 from edge.errors import DatasetError
@@ -48,6 +49,16 @@ def _widths(text: str) -> tuple[int, ...]:
     return widths
 
 
+def _learning_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 1e-8 <= value <= 1.0:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a learning rate between 1e-8 and 1, like 5e-4")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("modality", choices=sorted(TRAINERS), help="which model to train")
     parser.add_argument("--dataset", required=True, metavar="KIND:PATH",
@@ -72,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--restart-px", type=int, default=None, dest="restart_px", metavar="PX",
                         help="face: the input size of an --init-from restart and of its teachers (default 40); "
                              "train at the size the net will be deployed at")
-    parser.add_argument("--peak-lr", type=float, default=None, dest="peak_lr", metavar="LR",
+    parser.add_argument("--peak-lr", type=_learning_rate, default=None, dest="peak_lr", metavar="LR",
                         help="face: the learning rate after the warm-up epoch (default 1.5e-3 from scratch, "
                              "5e-4 for an --init-from restart)")
     parser.add_argument("--camera-crops", action="store_true", dest="camera_crops",
