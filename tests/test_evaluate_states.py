@@ -267,6 +267,15 @@ def test_faces_through_the_camera_path(tmp_path: Path) -> None:
     with_state = sum(f["label"] is not None for f in faces)
     assert report["overall"]["agreement"] == pytest.approx(hits / 15)
     assert report["overall"]["agreement_with_state"] == pytest.approx(hits / with_state)
+    # the calibration table: every labelled face in the band of its settled state's label_confidence
+    labelled = [f for f in faces if f["label"] not in (None, "uncertain")]
+    bands = report["label_confidence_calibration"]
+    assert sum(b["faces"] for b in bands) == len(labelled)
+    for b in bands:
+        inside = [f for f in labelled if b["from"] <= f["label_confidence"] < b["to"] or f["label_confidence"] == b["to"] == 1]
+        assert b["faces"] == len(inside)
+        if inside:
+            assert b["agreement"] == pytest.approx(np.mean([f["label"] in es.AGREEING_LABELS[f["expression"]] for f in inside]))
     d = report["detector_path"]
     assert d["detector_found_share"] == pytest.approx(with_state / 15)
     assert d["accuracy_direct"] == pytest.approx(np.mean([f["direct"] == f["expression"] for f in faces]))

@@ -697,16 +697,35 @@ def path_figures(y: np.ndarray, direct: np.ndarray, detector: np.ndarray) -> dic
             "accuracy_direct_found": acc(direct, found), "accuracy_detector_path_found": acc(detector, found)}
 
 
-def settled_labels(states: list[Mapping[str, Any]], n_faces: int, hold_s: float, hop_s: float,
-                   t0_unix: float = FACE_T0_UNIX) -> list[str | None]:
-    """Each face's settled label: its last state, if that falls in the last two fusion hops of its hold."""
-    out: list[str | None] = [None] * n_faces
+def settled_states(states: list[Mapping[str, Any]], n_faces: int, hold_s: float, hop_s: float,
+                   t0_unix: float = FACE_T0_UNIX) -> list[Mapping[str, Any] | None]:
+    """Each face's settled state: its last state, if that falls in the last two fusion hops of its hold."""
+    out: list[Mapping[str, Any] | None] = [None] * n_faces
     for s in sorted(states, key=lambda s: float(s["ts"])):
         t = float(s["ts"]) - t0_unix
         i = int(math.floor(t / hold_s + 1e-9))
         if 0 <= i < n_faces and t >= (i + 1) * hold_s - 2 * hop_s - 1e-6:
-            out[i] = s.get("label")
+            out[i] = s
     return out
+
+
+def settled_labels(states: list[Mapping[str, Any]], n_faces: int, hold_s: float, hop_s: float,
+                   t0_unix: float = FACE_T0_UNIX) -> list[str | None]:
+    """Each face's settled label (``settled_states``); None where it has no settled state."""
+    return [None if s is None else s.get("label") for s in settled_states(states, n_faces, hold_s, hop_s, t0_unix)]
+
+
+# label_confidence bands of the calibration table: does a surer label agree more often?
+CONFIDENCE_BANDS = (0.0, 0.15, 0.3, 0.45, 0.6, 1.0)
+
+
+def confidence_calibration(confidences: list[float], agrees: list[bool]) -> list[dict[str, Any]]:
+    """Agreement of the labelled (not ``uncertain``) settled states in each ``label_confidence`` band."""
+    rows = []
+    for lo, hi in zip(CONFIDENCE_BANDS[:-1], CONFIDENCE_BANDS[1:]):
+        inside = [a for c, a in zip(confidences, agrees) if lo <= c < hi or (hi == CONFIDENCE_BANDS[-1] and c == hi)]
+        rows.append({"from": lo, "to": hi, "faces": len(inside), "agreement": _share(sum(inside), len(inside))})
+    return rows
 
 
 def evaluate_faces(root: Path, config: Any, limit: int | None = None, split: str = "auto",
@@ -729,7 +748,10 @@ def evaluate_faces(root: Path, config: Any, limit: int | None = None, split: str
         payloads, versions = run_pipeline(cfg, f"camera:{video}?fps={fps:g}&start={FACE_T0_UNIX:.0f}")
         scored = detector_path(cfg, paths, video, per_face)
         log.info("%d faces, %d states in %.0f s", len(paths), len(payloads), time.monotonic() - t0)
-    settled = settled_labels(payloads, len(paths), hold_s, config.fusion.hop_s)
+    settled_payloads = settled_states(payloads, len(paths), hold_s, config.fusion.hop_s)
+    settled = [None if s is None else s.get("label") for s in settled_payloads]
+    labelled = [(float(s.get("label_confidence", 0.0)), s.get("label") in AGREEING_LABELS[FER_LABELS[int(c)]])
+                for s, c in zip(settled_payloads, y) if s is not None and s.get("label") != "uncertain"]
     per_class: dict[str, dict[str, Any]] = {}
     for c, name in enumerate(FER_LABELS):
         got = [settled[i] for i in np.flatnonzero(y == c)]
@@ -765,10 +787,12 @@ def evaluate_faces(root: Path, config: Any, limit: int | None = None, split: str
                     "agreement_with_state": _share(agree_all, sum(1 for g in settled if g is not None)),
                     "agreement_ceiling_direct": ceiling,
                     "labels": _tally(settled)},
+        "label_confidence_calibration": confidence_calibration([c for c, _ in labelled], [a for _, a in labelled]),
         "detector_path": path_figures(y, scored["direct"], scored["detector"]),
         "faces": [{"path": str(p), "expression": FER_LABELS[int(c)], "label": g,
+                   "label_confidence": None if st is None else st.get("label_confidence"),
                    "direct": FER_LABELS[int(d)], "detector": None if k < 0 else FER_LABELS[int(k)]}
-                  for p, c, g, d, k in zip(paths, y, settled, scored["direct"], scored["detector"])],
+                  for p, c, g, st, d, k in zip(paths, y, settled, settled_payloads, scored["direct"], scored["detector"])],
     }
 
 
@@ -787,6 +811,10 @@ def format_face_report(report: Mapping[str, Any]) -> str:
                  f"that gave a state)")
     lines.append(f"{'':<11}{'':>6}{o['agreement_ceiling_direct']:>11.3f}  the model's ceiling: faces whose top class "
                  f"on the FER crop agrees with the expression")
+    bands = [r for r in report.get("label_confidence_calibration", []) if r["faces"]]
+    if bands:
+        lines.append(f"{'':<11}agreement of the labelled faces by label_confidence: " + ", ".join(
+            f"{r['from']:.2f}-{r['to']:.2f} {_fmt(r['agreement'])} (n {r['faces']})" for r in bands))
     d = report["detector_path"]
     lines.append("")
     lines.append(f"detector path (the daemon's detector and crop on each framed face): "
