@@ -35,9 +35,15 @@ is ``null`` with ``valence_confidence`` 0, never 0.0.
    evidence = ``1 - prod_m (1 - quality_m staleness_m reliability_m DIMENSION_WEIGHT[m][d])``
    (more independent, good-quality, trusted modalities -> more evidence; the model's own
    certainty is in the weights, not here: a stress probability of 0.5 is a reading, not a
-   lack of one); agreement = ``1 - weighted mean |x_m - x| / (range / 2)`` (range 2 for valence
-   and arousal, 1 for stress; range / 2 is the largest such spread, two modalities at opposite
-   ends: agreement 1 = they all say the same, 0 = as split as they can be). ``confidence``
+   lack of one); agreement = ``1 - weighted mean (|x_m - x| + spread_m) / (range / 2)`` (range 2
+   for valence and arousal, 1 for stress; range / 2 is the largest such spread, two modalities at
+   opposite ends: agreement 1 = they all say the same, 0 = as split as they can be).
+   ``spread_m`` is a modality's disagreement with itself: for the face, the mean distance of its
+   classes' places from its own reading, weighted as the reading is (``Affect.spread``). A face
+   split between happy and sad reads near the origin, and is as unsure of its valence as two
+   modalities saying happy and sad would be; a single-valued reading (eda, cardiac, eeg) has
+   none. The sum is at most the mean absolute deviation of all the readings' points from ``x``
+   (triangle inequality) and equals it for one modality. ``confidence``
    (the state's overall figure) is the mean of the three dimension confidences, an uninformed
    dimension counting 0.
    Each modality's published ``weight`` is its share of ``confidence x quality x staleness x
@@ -60,7 +66,8 @@ is ``null`` with ``valence_confidence`` 0, never 0.0.
      A < 0: ``sad`` if V < -negative_valence, else ``calm``;
    - stress informed but not valence (physiology only): ``calm`` below ``calm_threshold``,
      else ``neutral``; never ``sad``, ``happy``, ``tense`` or ``excited``;
-   - arousal alone: ``calm`` below ``-neutral_radius``, else ``neutral``;
+   - arousal alone (stress and valence too unsure: eda and cardiac that disagree about stress, or a
+     face split between pleasant and unpleasant classes): ``uncertain``;
    - nothing informed: ``uncertain``.
 
    ``label_confidence`` = confidence of the dimensions the label rests on (the lowest; for
@@ -165,14 +172,22 @@ class ModalityEstimate:
 
 @dataclass(frozen=True)
 class Affect:
-    """A modality mapped into the common space: V, A in [-1, 1], stress in [0, 1]; None = not measured."""
+    """A modality mapped into the common space: V, A in [-1, 1], stress in [0, 1]; None = not measured.
+
+    ``spread``: per dimension, how far the modality's own reading is split, as the weighted mean
+    distance of the points it averaged from their mean (the face's class places); 0 when missing.
+    """
 
     valence: float | None
     arousal: float | None
     stress: float | None
+    spread: Mapping[str, float] = field(default_factory=dict)
 
     def get(self, dimension: str) -> float | None:
         return getattr(self, dimension)
+
+    def spread_of(self, dimension: str) -> float:
+        return float(self.spread.get(dimension, 0.0))
 
 
 @dataclass(frozen=True)
@@ -184,7 +199,7 @@ class FusionParams:
     neutral_radius: float = 0.25
     negative_valence: float = 0.2
     min_dimension_confidence: float = 0.15
-    uncertain_below: float = 0.3
+    uncertain_below: float = 0.15
     label_hysteresis: float = 0.15
     confirm_s: float = 10.0
     min_dwell_s: float = 180.0
@@ -261,19 +276,26 @@ def _clip(x: float, lo: float, hi: float) -> float:
     return lo if x < lo else hi if x > hi else x
 
 
+def _finite_share(p: Any) -> float:
+    """A class probability as a finite number in [0, 1] (NaN counts 0: no evidence for that class)."""
+    x = float(p)
+    return _clip(x, 0.0, 1.0) if math.isfinite(x) else 0.0
+
+
 def map_to_affect(estimate: ModalityEstimate) -> Affect:
     """Map one modality's estimate into valence-arousal space plus stress (the table above)."""
     if estimate.modality == "face":
-        probs = {k: max(0.0, float(p)) ** FACE_PROB_POWER for k, p in estimate.outputs.get("probs", {}).items()}
+        probs = {k: _finite_share(p) ** FACE_PROB_POWER for k, p in estimate.outputs.get("probs", {}).items()}
         total = sum(probs.values()) or 1.0
-        v = sum(p * FACE_CIRCUMPLEX.get(k, (0.0, 0.0))[0] for k, p in probs.items()) / total
-        a = sum(p * FACE_CIRCUMPLEX.get(k, (0.0, 0.0))[1] for k, p in probs.items()) / total
-        s = sum(p * FACE_STRESS.get(k, 0.0) for k, p in probs.items()) / total
+        places = {k: (*FACE_CIRCUMPLEX.get(k, (0.0, 0.0)), FACE_STRESS.get(k, 0.0)) for k in probs}
+        v, a, s = (sum(p * places[k][i] for k, p in probs.items()) / total for i in range(3))
+        spread = {dim: sum(p * abs(places[k][i] - mean) for k, p in probs.items()) / total
+                  for i, (dim, mean) in enumerate(zip(DIMENSIONS, (v, a, s)))}
         if estimate.valence is not None:  # calibrated values take precedence
             v = estimate.valence
         if estimate.arousal is not None:
             a = estimate.arousal
-        return Affect(_clip(v, -1, 1), _clip(a, -1, 1), _clip(s, 0, 1))
+        return Affect(_clip(v, -1, 1), _clip(a, -1, 1), _clip(s, 0, 1), spread)
     if estimate.modality in ("eda", "cardiac"):
         if estimate.stress is None:
             return Affect(None, None, None)
@@ -326,7 +348,8 @@ def fuse(estimates: Mapping[str, ModalityEstimate], ts_unix: float, params: Fusi
             values[dim], confidences[dim] = None, 0.0
             continue
         x = sum(w[m] * affects[m].get(dim) for m in w) / w_total  # type: ignore[operator]
-        spread = sum(w[m] * abs(affects[m].get(dim) - x) for m in w) / w_total  # type: ignore[operator]
+        spread = sum(w[m] * (abs(affects[m].get(dim) - x) + affects[m].spread_of(dim))  # type: ignore[operator]
+                     for m in w) / w_total
         agreement = _clip(1.0 - spread / (span[dim] / 2.0), 0.0, 1.0)
         evidence = 1.0 - math.prod(1.0 - _clip(trust[m] * dim_w[m], 0, 1) for m in w)
         values[dim] = _clip(x, -1, 1) if dim != "stress" else _clip(x, 0, 1)
@@ -382,9 +405,10 @@ def label_margins(state: FusedState, params: FusionParams) -> dict[str, tuple[fl
     elif s is not None:
         out["calm"] = (params.calm_threshold - s, (("stress",),))
         out["neutral"] = (min(s - params.calm_threshold, not_stressed), (("stress",),))
-    elif a is not None:
-        out["calm"] = (-params.neutral_radius - a, (("arousal",),))
-        out["neutral"] = (a + params.neutral_radius, (("arousal",),))
+    # Arousal alone labels nothing. It is informed without stress or valence when the readings of those
+    # disagree: eda and cardiac derive arousal from their stress at 0.8 scale, so two opposite stress
+    # readings still agree passably on arousal, and a face split between happy and sad is unsure of
+    # valence but not of arousal. The mean of opposite readings is no reading: the label is uncertain.
     return out
 
 

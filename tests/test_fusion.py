@@ -133,11 +133,19 @@ def test_more_good_modalities_give_more_evidence():
 
 
 def test_weak_evidence_is_labelled_uncertain():
-    poor = fuse({"eda": make_estimate("eda", stress=0.9, quality=0.15)}, 1.0, FusionParams())
-    assert poor.label == "uncertain" and poor.label_confidence < FusionParams().uncertain_below
+    params = FusionParams()
+    poor = fuse({"eda": make_estimate("eda", stress=0.9, quality=0.1)}, 1.0, params)
+    assert poor.label == "uncertain" and poor.label_confidence < params.uncertain_below
+    # a fair signal right at the stress threshold: half sure of a border reading, times its quality
+    border = fuse({"eda": make_estimate("eda", stress=params.stress_threshold + 0.001, quality=0.25)}, 1.0, params)
+    assert border.label == "uncertain" and border.label_confidence < params.uncertain_below
+    clear = fuse({"eda": make_estimate("eda", stress=0.9, quality=0.25)}, 1.0, params)
+    assert clear.label == "stressed"
     torn = fuse({"eda": make_estimate("eda", stress=0.95, quality=0.5), "cardiac": make_estimate("cardiac", stress=0.05, quality=0.5)},
                 1.0, FusionParams())
     assert torn.label == "uncertain"
+    # their stress is too split to inform, their (derived, 0.8-scaled) arousal just informed: arousal alone says nothing
+    assert torn.arousal_confidence >= params.min_dimension_confidence > torn.stress_confidence
 
 
 def test_staleness_lowers_quality():
@@ -353,3 +361,36 @@ def test_a_sad_face_is_not_pulled_into_tense_by_its_runner_up_classes():
     assert fuse({"face": e}, 0.0, FusionParams()).label == "sad"
     # the published outputs stay the model's own probabilities
     assert fuse({"face": e}, 0.0, FusionParams()).contributions["face"].outputs["probs"] == probs
+
+
+def test_a_face_torn_between_classes_is_less_sure_of_its_dimensions_than_a_clear_one():
+    """A face split between happy and sad averages to near-neutral valence; its valence confidence says it is split."""
+    def face(probs: dict[str, float]) -> FusedState:
+        e = ModalityEstimate("face", 0.0, {"label": "x", "probs": probs}, confidence=max(probs.values()), quality=0.9,
+                             window_s=1.0)
+        return fuse({"face": e}, 0.0, FusionParams())
+
+    clear = face({"happy": 0.9, "neutral": 0.1})
+    torn = face({"happy": 0.5, "sad": 0.5})
+    assert abs(torn.valence) < 0.1  # the mean alone would claim a confident "neutral"
+    assert torn.valence_confidence < 0.5 * clear.valence_confidence
+    assert torn.label_confidence < clear.label_confidence
+    # the split is the face's own: an eeg reading that agrees with the face's mean does not hide it
+    def with_agreeing_eeg(probs: dict[str, float]) -> FusedState:
+        alone = face(probs)
+        e = ModalityEstimate("face", 0.0, {"probs": probs}, confidence=max(probs.values()), quality=0.9, window_s=1.0)
+        eeg = make_estimate("eeg", valence=alone.valence, arousal=alone.arousal, quality=0.9)
+        return fuse({"face": e, "eeg": eeg}, 0.0, FusionParams())
+
+    assert with_agreeing_eeg({"happy": 0.5, "sad": 0.5}).valence_confidence < \
+        with_agreeing_eeg({"happy": 0.9, "neutral": 0.1}).valence_confidence - 0.2
+
+
+def test_a_face_with_nan_or_inf_probabilities_still_maps_into_range():
+    for bad in (math.nan, math.inf, -math.inf, 1e300):
+        e = ModalityEstimate("face", 0.0, {"probs": {"happy": bad, "sad": 0.5, "neutral": 0.2}}, confidence=0.5, quality=0.9)
+        affect = map_to_affect(e)
+        for dim in DIMENSIONS:
+            assert math.isfinite(affect.get(dim)) and math.isfinite(affect.spread_of(dim)), (bad, dim)
+        state = fuse({"face": e}, 0.0, FusionParams())
+        assert state is not None and -1 <= state.valence <= 1 and 0 <= state.valence_confidence <= 1
