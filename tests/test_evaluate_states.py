@@ -73,6 +73,26 @@ def test_figures_of_a_constructed_state_sequence() -> None:
     json.dumps(alone, allow_nan=False)
 
 
+def test_label_confidence_calibration_against_the_study_labels() -> None:
+    """Each labelled state in the band of its label_confidence; it agrees when it says stress exactly in task seconds."""
+    t0 = 1000.0
+    times = t0 + np.arange(120, dtype=np.float64)
+    y = (np.arange(120) >= 60).astype(np.int8)
+    rows = [(5.5, "calm", 0.7), (10.5, "stressed", 0.2), (15.5, "neutral", 0.35), (20.5, "uncertain", 0.05),
+            (65.5, "stressed", 0.9), (70.5, "tense", 1.0), (75.5, "calm", 0.2), (80.5, "stressed", 0.62),
+            (150.5, "stressed", 0.9)]  # the last in an unlabelled second: not counted
+    states = [{**_state(t0 + t, lab, 0.5), "label_confidence": c} for t, lab, c in rows]
+    states[2]["label_confidence"] = float("nan")  # an unreadable confidence counts as 0, never as a crash
+    c = es.state_counts(states, times, y, hop_s=5.0)
+    assert c["label_confidence_bands"] == {"n": [1, 2, 0, 0, 4], "agree": [1, 0, 0, 0, 4]}
+    other = es.state_counts([{**_state(t0 + 66.5, "neutral", 0.5), "label_confidence": 0.7}], times, y, hop_s=5.0)
+    rows = es.overall_of({"A": c, "B": other})["label_confidence_calibration"]
+    assert [r["states"] for r in rows] == [1, 2, 0, 0, 5]
+    assert [r["agreement"] for r in rows] == [1.0, 0.0, None, None, pytest.approx(0.8)]
+    assert es.overall_of({})["label_confidence_calibration"][0]["agreement"] is None
+    json.dumps(rows, allow_nan=False)
+
+
 # ------------------------------------------------------------------- Stress-Predict, end to end
 
 def _expected_counts(payloads: list[dict], start: float) -> dict:

@@ -86,6 +86,8 @@ PHYSIO = ("eda", "cardiac")
 SWEEP_BINS = 100  # histogram of stress values in [0, 1], bins of 0.01
 SWEEP_STEP = 0.05  # thresholds listed in the JSON's threshold_sweep
 REST_NEGATIVE_TARGET = 0.15  # issue 14's rest_negative target: the sweep's best threshold stays within it
+# label_confidence bands of the calibration tables: does a surer label agree more often?
+CONFIDENCE_BANDS = (0.0, 0.15, 0.3, 0.45, 0.6, 1.0)
 
 
 # ------------------------------------------------------------------------------------ the CLI
@@ -232,6 +234,11 @@ def state_counts(states: Iterable[Mapping[str, Any]], label_times_unix: np.ndarr
             span_s += gap
             flips += names[a] != names[b]
     has_stress = scored & np.isfinite(stress)
+    # label_confidence against the study's labels: a label agrees when it says stress (stressed/tense)
+    # in a task second, or anything else but uncertain in a rest second
+    labelled = [i for i in kept if names[i] not in (None, UNCERTAIN_LABEL)]
+    confidence = band_counts((_number(states[i].get("label_confidence")) or 0.0 for i in labelled),
+                             ((names[i] in STRESS_LABELS) == bool(task[i]) for i in labelled))
     from edge.tools.metrics import auroc  # noqa: PLC0415
 
     auc = auroc(y[has_stress] == 1, stress[has_stress]) if has_stress.any() else float("nan")
@@ -251,6 +258,7 @@ def state_counts(states: Iterable[Mapping[str, Any]], label_times_unix: np.ndarr
         "stress_auroc": None if not math.isfinite(auc) else float(auc),
         "labels": _tally(names[i] for i in kept),
         "stress_histogram": histogram,
+        "label_confidence_bands": confidence,
     }
 
 
@@ -293,6 +301,9 @@ def overall_of(per_subject: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     total["labels"] = dict(sorted(labels.items()))
     total["stress_histogram"] = {k: np.sum([c["stress_histogram"][k] for c in per_subject.values()], axis=0).tolist()
                                  for k in ("rest", "stress")}
+    bands = {k: np.sum([c["label_confidence_bands"][k] for c in per_subject.values()], axis=0).astype(int).tolist()
+             for k in ("n", "agree")} if per_subject else band_counts((), ())
+    total["label_confidence_calibration"] = calibration_rows(bands, "states")
     return {**figures_of(total), **total, "threshold_sweep": threshold_sweep(total["stress_histogram"])}
 
 
@@ -386,7 +397,7 @@ def evaluate_stress_predict(root: Path, config: Any, subjects: list[str] | None 
         counts[sid] = c
         if which == "shipped":
             which = "shipped, trained on this subject: flattered" if sid in seen else "shipped (never trained on this subject)"
-        row = {k: v for k, v in c.items() if k != "stress_histogram"}  # pooled into the overall sweep only
+        row = {k: v for k, v in c.items() if k not in ("stress_histogram", "label_confidence_bands")}  # pooled only
         per_subject[sid] = {**figures_of(c), **row, "models": versions, "models_used": which}
         log.info("%s: %d states in %.0f s (%s)", sid, c["states"], time.monotonic() - t0, which)
     flattered = [s for s in chosen if s in seen and s not in fold_dirs]
@@ -542,9 +553,19 @@ def format_stress_report(report: Mapping[str, Any]) -> str:
         lines.append(f"stress alone, one threshold: at stress >= {best['threshold']:.2f}, {best['rest_share']:.3f} of rest "
                      f"states and {best['stress_share']:.3f} of task states are at or above it (the most stress_hit any "
                      f"threshold gives with rest_negative <= {REST_NEGATIVE_TARGET:g})")
+    lines.append(calibration_line(o["label_confidence_calibration"], "the labelled states (stressed/tense in task "
+                                  "seconds, any other label in rest seconds)"))
     if report["flattered_subjects"]:
         lines.append(f"FLATTERED: {', '.join(report['flattered_subjects'])} scored by models trained on them")
     return "\n".join(lines)
+
+
+def calibration_line(rows: list[Mapping[str, Any]], what: str) -> str:
+    """One line: the agreement of ``what`` in each ``label_confidence`` band that has any."""
+    bands = [r for r in rows if r.get("faces", r.get("states"))]
+    return f"agreement of {what} by label_confidence: " + (", ".join(
+        f"{r['from']:.2f}-{r['to']:.2f} {_fmt(r['agreement'])} (n {r.get('faces', r.get('states'))})" for r in bands)
+        or "none labelled")
 
 
 def _fmt(x: Any) -> str:
@@ -715,17 +736,26 @@ def settled_labels(states: list[Mapping[str, Any]], n_faces: int, hold_s: float,
     return [None if s is None else s.get("label") for s in settled_states(states, n_faces, hold_s, hop_s, t0_unix)]
 
 
-# label_confidence bands of the calibration table: does a surer label agree more often?
-CONFIDENCE_BANDS = (0.0, 0.15, 0.3, 0.45, 0.6, 1.0)
+
+def band_counts(confidences: Iterable[float], agrees: Iterable[bool]) -> dict[str, list[int]]:
+    """How many labels fall in each ``CONFIDENCE_BANDS`` band of ``label_confidence``, and how many of them agree."""
+    n, right = [0] * (len(CONFIDENCE_BANDS) - 1), [0] * (len(CONFIDENCE_BANDS) - 1)
+    for c, a in zip(confidences, agrees):
+        i = int(np.clip(np.searchsorted(CONFIDENCE_BANDS, c, side="right") - 1, 0, len(n) - 1))
+        n[i] += 1
+        right[i] += bool(a)
+    return {"n": n, "agree": right}
+
+
+def calibration_rows(counts: Mapping[str, list[int]], unit: str) -> list[dict[str, Any]]:
+    """``band_counts`` as rows: each band's bounds, its number of ``unit`` and their agreement."""
+    return [{"from": lo, "to": hi, unit: n, "agreement": _share(a, n)}
+            for lo, hi, n, a in zip(CONFIDENCE_BANDS[:-1], CONFIDENCE_BANDS[1:], counts["n"], counts["agree"])]
 
 
 def confidence_calibration(confidences: list[float], agrees: list[bool]) -> list[dict[str, Any]]:
     """Agreement of the labelled (not ``uncertain``) settled states in each ``label_confidence`` band."""
-    rows = []
-    for lo, hi in zip(CONFIDENCE_BANDS[:-1], CONFIDENCE_BANDS[1:]):
-        inside = [a for c, a in zip(confidences, agrees) if lo <= c < hi or (hi == CONFIDENCE_BANDS[-1] and c == hi)]
-        rows.append({"from": lo, "to": hi, "faces": len(inside), "agreement": _share(sum(inside), len(inside))})
-    return rows
+    return calibration_rows(band_counts(confidences, agrees), "faces")
 
 
 def evaluate_faces(root: Path, config: Any, limit: int | None = None, split: str = "auto",
@@ -811,10 +841,7 @@ def format_face_report(report: Mapping[str, Any]) -> str:
                  f"that gave a state)")
     lines.append(f"{'':<11}{'':>6}{o['agreement_ceiling_direct']:>11.3f}  the model's ceiling: faces whose top class "
                  f"on the FER crop agrees with the expression")
-    bands = [r for r in report.get("label_confidence_calibration", []) if r["faces"]]
-    if bands:
-        lines.append(f"{'':<11}agreement of the labelled faces by label_confidence: " + ", ".join(
-            f"{r['from']:.2f}-{r['to']:.2f} {_fmt(r['agreement'])} (n {r['faces']})" for r in bands))
+    lines.append(calibration_line(report["label_confidence_calibration"], "the labelled faces"))
     d = report["detector_path"]
     lines.append("")
     lines.append(f"detector path (the daemon's detector and crop on each framed face): "
