@@ -179,6 +179,15 @@ def mqtt_broker(tmp_path: Path):
 
 
 @pytest.fixture
+def persistent_mosquitto(tmp_path: Path):
+    """mosquitto keeping its sessions on disk (``daemon_harness.PersistentMosquitto``): it can be stopped and
+    restarted mid-test, as a broker that goes away and comes back."""
+    broker = load_test_module("daemon_harness").PersistentMosquitto(tmp_path / "broker")
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
 def embedded_broker(tmp_path: Path):
     """Explicitly the embedded broker (edge.broker.EmbeddedBroker), same interface as mqtt_broker."""
     broker = TestBroker("embedded", tmp_path)

@@ -38,10 +38,8 @@ pytestmark = pytest.mark.skipif(harness.MOSQUITTO is None, reason="mosquitto is 
 
 
 @pytest.fixture
-def broker(tmp_path):
-    b = harness.PersistentMosquitto(tmp_path / "broker")
-    yield b
-    b.stop()
+def broker(persistent_mosquitto):
+    return persistent_mosquitto
 
 
 @pytest.fixture

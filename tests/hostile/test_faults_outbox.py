@@ -30,10 +30,8 @@ pytestmark = pytest.mark.skipif(harness.MOSQUITTO is None, reason="mosquitto is 
 
 
 @pytest.fixture
-def broker(tmp_path):
-    b = harness.PersistentMosquitto(tmp_path / "broker")
-    yield b
-    b.stop()
+def broker(persistent_mosquitto):
+    return persistent_mosquitto
 
 
 def run_args(url: str, state_dir: Path, speed: str = "60") -> list[str]:
