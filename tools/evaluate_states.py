@@ -553,18 +553,17 @@ def format_stress_report(report: Mapping[str, Any]) -> str:
         lines.append(f"stress alone, one threshold: at stress >= {best['threshold']:.2f}, {best['rest_share']:.3f} of rest "
                      f"states and {best['stress_share']:.3f} of task states are at or above it (the most stress_hit any "
                      f"threshold gives with rest_negative <= {REST_NEGATIVE_TARGET:g})")
-    lines.append(calibration_line(o["label_confidence_calibration"], "the labelled states (stressed/tense in task "
-                                  "seconds, any other label in rest seconds)"))
+    lines.append(calibration_line(o["label_confidence_calibration"], "states", "the labelled states (stressed/tense "
+                                  "in task seconds, any other label in rest seconds)"))
     if report["flattered_subjects"]:
         lines.append(f"FLATTERED: {', '.join(report['flattered_subjects'])} scored by models trained on them")
     return "\n".join(lines)
 
 
-def calibration_line(rows: list[Mapping[str, Any]], what: str) -> str:
-    """One line: the agreement of ``what`` in each ``label_confidence`` band that has any."""
-    bands = [r for r in rows if r.get("faces", r.get("states"))]
+def calibration_line(rows: list[Mapping[str, Any]], unit: str, what: str) -> str:
+    """One line: the agreement of ``what`` in each ``label_confidence`` band (``calibration_rows``) that has any."""
     return f"agreement of {what} by label_confidence: " + (", ".join(
-        f"{r['from']:.2f}-{r['to']:.2f} {_fmt(r['agreement'])} (n {r.get('faces', r.get('states'))})" for r in bands)
+        f"{r['from']:.2f}-{r['to']:.2f} {_fmt(r['agreement'])} (n {r[unit]})" for r in rows if r[unit])
         or "none labelled")
 
 
@@ -730,13 +729,6 @@ def settled_states(states: list[Mapping[str, Any]], n_faces: int, hold_s: float,
     return out
 
 
-def settled_labels(states: list[Mapping[str, Any]], n_faces: int, hold_s: float, hop_s: float,
-                   t0_unix: float = FACE_T0_UNIX) -> list[str | None]:
-    """Each face's settled label (``settled_states``); None where it has no settled state."""
-    return [None if s is None else s.get("label") for s in settled_states(states, n_faces, hold_s, hop_s, t0_unix)]
-
-
-
 def band_counts(confidences: Iterable[float], agrees: Iterable[bool]) -> dict[str, list[int]]:
     """How many labels fall in each ``CONFIDENCE_BANDS`` band of ``label_confidence``, and how many of them agree."""
     n, right = [0] * (len(CONFIDENCE_BANDS) - 1), [0] * (len(CONFIDENCE_BANDS) - 1)
@@ -751,11 +743,6 @@ def calibration_rows(counts: Mapping[str, list[int]], unit: str) -> list[dict[st
     """``band_counts`` as rows: each band's bounds, its number of ``unit`` and their agreement."""
     return [{"from": lo, "to": hi, unit: n, "agreement": _share(a, n)}
             for lo, hi, n, a in zip(CONFIDENCE_BANDS[:-1], CONFIDENCE_BANDS[1:], counts["n"], counts["agree"])]
-
-
-def confidence_calibration(confidences: list[float], agrees: list[bool]) -> list[dict[str, Any]]:
-    """Agreement of the labelled (not ``uncertain``) settled states in each ``label_confidence`` band."""
-    return calibration_rows(band_counts(confidences, agrees), "faces")
 
 
 def evaluate_faces(root: Path, config: Any, limit: int | None = None, split: str = "auto",
@@ -780,8 +767,10 @@ def evaluate_faces(root: Path, config: Any, limit: int | None = None, split: str
         log.info("%d faces, %d states in %.0f s", len(paths), len(payloads), time.monotonic() - t0)
     settled_payloads = settled_states(payloads, len(paths), hold_s, config.fusion.hop_s)
     settled = [None if s is None else s.get("label") for s in settled_payloads]
-    labelled = [(float(s.get("label_confidence", 0.0)), s.get("label") in AGREEING_LABELS[FER_LABELS[int(c)]])
-                for s, c in zip(settled_payloads, y) if s is not None and s.get("label") != "uncertain"]
+    # label_confidence against the expression: the labelled (not uncertain) settled states, as for Stress-Predict
+    labelled = [(s, c) for s, c in zip(settled_payloads, y) if s is not None and s.get("label") != UNCERTAIN_LABEL]
+    confidence = band_counts((_number(s.get("label_confidence")) or 0.0 for s, _ in labelled),
+                             (s.get("label") in AGREEING_LABELS[FER_LABELS[int(c)]] for s, c in labelled))
     per_class: dict[str, dict[str, Any]] = {}
     for c, name in enumerate(FER_LABELS):
         got = [settled[i] for i in np.flatnonzero(y == c)]
@@ -817,7 +806,7 @@ def evaluate_faces(root: Path, config: Any, limit: int | None = None, split: str
                     "agreement_with_state": _share(agree_all, sum(1 for g in settled if g is not None)),
                     "agreement_ceiling_direct": ceiling,
                     "labels": _tally(settled)},
-        "label_confidence_calibration": confidence_calibration([c for c, _ in labelled], [a for _, a in labelled]),
+        "label_confidence_calibration": calibration_rows(confidence, "faces"),
         "detector_path": path_figures(y, scored["direct"], scored["detector"]),
         "faces": [{"path": str(p), "expression": FER_LABELS[int(c)], "label": g,
                    "label_confidence": None if st is None else st.get("label_confidence"),
@@ -841,7 +830,7 @@ def format_face_report(report: Mapping[str, Any]) -> str:
                  f"that gave a state)")
     lines.append(f"{'':<11}{'':>6}{o['agreement_ceiling_direct']:>11.3f}  the model's ceiling: faces whose top class "
                  f"on the FER crop agrees with the expression")
-    lines.append(calibration_line(report["label_confidence_calibration"], "the labelled faces"))
+    lines.append(calibration_line(report["label_confidence_calibration"], "faces", "the labelled faces"))
     d = report["detector_path"]
     lines.append("")
     lines.append(f"detector path (the daemon's detector and crop on each framed face): "
