@@ -7,9 +7,12 @@ simulated minutes), and the live view is ``edge.listen.listen`` subscribed to th
 
 The demo tells the truth from its first seconds: eda and cardiac need 300 s of signal before
 their first estimate, so the simulator's script starts ``PRIME_S`` earlier on its own clock and
-that stretch is produced at full speed (``simulate:prime=``); the table starts where every
-simulated modality is ready and says so. Its times are the simulator's clock (one clock per
-table); a line marks each change of the script's true phase, so the label's lag can be read off.
+that stretch is produced at full speed (``simulate:prime=``); the daemon publishes no state from
+it, so the table starts where every simulated modality is ready, and says so. The EEG headband
+is put on ``EEG_LEAD_S`` before the table starts (``simulate:late=``): EEG needs a minute of
+baseline, not thirty, and its windows were half the cost of priming. Its times are the
+simulator's clock (one clock per table); a line marks each change of the script's true phase,
+so the label's lag can be read off.
 """
 
 from __future__ import annotations
@@ -28,8 +31,11 @@ from firmware_bridge.simulate import CYCLE_S
 log = logging.getLogger(__name__)
 
 # Three script cycles: eda/cardiac (300-s windows) are full and their 20-min trailing baselines
-# have filled (before that the cardiac model reads the amused phase as stress); ~4 s of CPU.
+# have filled (before that the cardiac model reads the amused phase as stress); ~3 s of CPU here.
 PRIME_S = 3 * CYCLE_S
+# The headband goes on in the script's last calm stretch before the table: eeg's baseline is then
+# a rest baseline, and full (edge.estimators.EEG_BASELINE_FULL_S = 60 s) at the first row.
+EEG_LEAD_S = 120.0
 # Measured over the script's phases (docs/fusion.md; tests/test_demo.py holds it): how long after a
 # phase change (simulated seconds) the label has followed.
 LABEL_LAG_NOTE = "the label follows each phase within about 90 simulated s (300-s physiology windows, hysteresis, dwell)"
@@ -93,15 +99,10 @@ def main(args: argparse.Namespace) -> int:
     log.info("demo: embedded MQTT broker on %s (subscribe with: emotion-edge listen --broker %s)", url, url)
     out = _CountingOut(sys.stdout, args.json)
     ready = threading.Event()
-    show_from: list[float] = []  # set below, before the first state: rows from the end of priming on
-
-    def show(state: dict) -> bool:
-        return bool(show_from) and float(state.get("ts") or 0.0) >= show_from[0] - 1e-6
-
     listener = threading.Thread(
         target=_listen_quietly, name="live-view", daemon=True,
         kwargs=dict(listen=listen, broker_url=url, device_id=args.device_id, as_json=args.json, out=out,
-                    on_ready=ready.set, show=show))
+                    on_ready=ready.set))
     listener.start()
     tmp: Any = None
     try:
@@ -113,15 +114,14 @@ def main(args: argparse.Namespace) -> int:
             state_dir = tmp.name
         # the script started PRIME_S ago on the simulator's own clock; that part runs at full speed
         start_unix = round(time.time() - PRIME_S, 3)
-        shown_from = start_unix + PRIME_S
-        show_from.append(shown_from)
         if not args.json:
             out.write(f"---- simulated wearable (eeg, ecg -> cardiac, eda) at {args.speed}x; times are the simulator's clock. "
-                      f"Its script started {PRIME_S / 60:.0f} min earlier, run at full speed, so eda/cardiac's "
-                      f"300-s windows and 20-min baselines are full from the first row; {LABEL_LAG_NOTE} ----\n")
+                      f"Its script started {PRIME_S / 60:.0f} min earlier, run at full speed and not published, so "
+                      f"eda/cardiac's 300-s windows and 20-min baselines are full from the first row (the EEG headband "
+                      f"went on {EEG_LEAD_S / 60:.0f} min before it); {LABEL_LAG_NOTE} ----\n")
             out.flush()
         overrides: dict[str, Any] = {
-            "daemon.sources": (f"simulate:seed={args.seed},start={start_unix},prime={PRIME_S:g}", *args.sources),
+            "daemon.sources": (simulator_spec(args.seed, start_unix), *args.sources),
             "daemon.speed": speed, "daemon.device_id": args.device_id, "daemon.state_dir": state_dir,
             "mqtt.broker": url,
             # the embedded broker speaks 3.1.1 only: say so up front instead of negotiating down
@@ -130,7 +130,7 @@ def main(args: argparse.Namespace) -> int:
         if args.duration is not None:
             overrides["daemon.duration_s"] = float(args.duration)
         config = load_config(None, overrides)
-        on_state = None if args.json else _phase_announcer(out, start_unix, shown_from)
+        on_state = None if args.json else _phase_announcer(out, start_unix)
         result = asyncio.run(run_daemon(config, on_state=on_state))
         _drain(out, result.states, timeout_s=5.0)
         log.info("demo: %d states published, %d shown", result.states, out.states if args.json else result.states)
@@ -143,15 +143,18 @@ def main(args: argparse.Namespace) -> int:
             tmp.cleanup()
 
 
-def _phase_announcer(out: _CountingOut, start_unix: float, shown_from: float) -> Any:
-    """A line in the live view whenever the simulator's scripted (true) phase changes (from the first row shown)."""
+def simulator_spec(seed: int, start_unix: float) -> str:
+    """The demo's simulated wearable: its script started ``PRIME_S`` before the table, the headband on ``EEG_LEAD_S`` before."""
+    return f"simulate:seed={seed},start={start_unix},prime={PRIME_S:g},late=eeg:{PRIME_S - EEG_LEAD_S:g}"
+
+
+def _phase_announcer(out: _CountingOut, start_unix: float) -> Any:
+    """A line in the live view whenever the simulator's scripted (true) phase changes (the primed past is not published)."""
     from firmware_bridge.simulate import phase_at  # noqa: PLC0415
 
     last: list[str] = []
 
     def on_state(seq: int, item: Any) -> None:
-        if float(item.payload["ts"]) < shown_from - 1e-6:
-            return
         phase = phase_at(float(item.payload["ts"]) - start_unix)
         if not last or last[-1] != phase:
             last.append(phase)

@@ -116,7 +116,6 @@ def listen(
     username: str | None = None,
     password: str | None = None,
     session: str | None = None,
-    show: Callable[[dict], bool] | None = None,
 ) -> int:
     """Print states from ``<prefix>/<device_id>/state`` until ``count`` states or ``duration_s``.
 
@@ -126,8 +125,7 @@ def listen(
     system's), ``cert_file``/``key_file`` a client certificate. ``username``/``password`` are used
     where the URL carries none. ``session`` names a persistent session (client id, clean session
     off, QoS 1): the broker keeps the subscription and queues states while this listener is away,
-    so nothing is missed across its restarts. ``show`` (table only) decides which states get a
-    row (default: all). Returns the number of states received.
+    so nothing is missed across its restarts. Returns the number of states received.
     """
     import paho.mqtt.client as mqtt
 
@@ -253,7 +251,7 @@ def listen(
                 if as_json:
                     out.write(payload.decode("utf-8", "replace").rstrip("\n") + "\n")
                     out.flush()
-                elif show is None or show(state):
+                else:
                     print(line, file=out, flush=True)
                 if validator is not None:
                     for problem in validator(state):

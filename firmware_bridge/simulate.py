@@ -24,7 +24,13 @@ Spec: ``simulate`` or ``simulate:OPTIONS`` with comma-separated ``key=value`` op
 - ``prime=SECONDS``    the first SECONDS of the script are produced as fast as possible, then the
                        source keeps to ``speed`` (default 0); with ``start=`` that many seconds
                        before now, the script has started earlier on its own clock and the
-                       daemon's long windows (eda/cardiac: 300 s) are full from the first states
+                       daemon's long windows (eda/cardiac: 300 s) and trailing baselines are full
+                       from the first states. That stretch is the script's past: the daemon
+                       computes its states (they settle the label) but publishes none of them
+                       (``Source.primed_until_unix``)
+- ``late=eeg:1680``    a stream that joins SECONDS into the script, as a headband put on later
+                       (``+``-separated for several, e.g. ``eeg:1680+acc:60``; default: none). Nothing
+                       of it is generated before then, which is what makes the demo's priming cheap
 - ``line_hz=50``       add mains interference at 50 or 60 Hz to the EEG (default 0 = none)
 - ``streams=eeg+ecg``  which streams to produce (default eeg+ecg+eda; also ``temp``, wrist skin
                        temperature °C at 4 Hz, and ``acc``, 3-axis wrist acceleration in g at 32 Hz)
@@ -438,7 +444,19 @@ _OPTIONS: dict[str, Callable[[str], Any]] = {
     "prime": float,
     "line_hz": float,
     "streams": lambda v: tuple(s for s in v.split("+") if s),
+    "late": lambda v: _stream_seconds(v),
 }
+
+
+def _stream_seconds(text: str) -> dict[str, float]:
+    """``"eeg:1680+acc:60"`` -> {"eeg": 1680.0, "acc": 60.0}; ValueError (one line) otherwise."""
+    out: dict[str, float] = {}
+    for item in (i for i in text.split("+") if i):
+        stream, sep, seconds = item.partition(":")
+        if not sep:
+            raise ValueError(f"expected STREAM:SECONDS, got {item!r}")
+        out[stream.strip()] = float(seconds)
+    return out
 
 
 class SimulatedWearable(Source):
@@ -446,7 +464,7 @@ class SimulatedWearable(Source):
 
     def __init__(self, seed: int = 42, start_unix: float | None = None, duration_s: float | None = None,
                  line_hz: float = 0.0, streams: tuple[str, ...] = DEFAULT_STREAMS, speed: float | None = 1.0,
-                 prime_s: float = 0.0):
+                 prime_s: float = 0.0, late_s: dict[str, float] | None = None):
         super().__init__()
         bad = [s for s in streams if s not in STREAM_ORDER]
         if bad or not streams:
@@ -463,6 +481,13 @@ class SimulatedWearable(Source):
         if not prime_s >= 0:
             raise SourceError(f"source 'simulate': prime must be >= 0 s, got {prime_s:g}")
         self.prime_s = float(prime_s)
+        self.late_s = dict(late_s or {})
+        for stream, join_s in self.late_s.items():
+            if stream not in streams:
+                raise SourceError(f"source 'simulate': late={stream}: not one of the streams produced "
+                                  f"({'+'.join(s for s in STREAM_ORDER if s in streams)})")
+            if not 0 <= join_s < math.inf:
+                raise SourceError(f"source 'simulate': late={stream}: must join at >= 0 s and finite, got {join_s:g}")
         self.seed = seed
         self.start_unix = start_unix  # set when streaming starts if not given
         self.duration_s = duration_s
@@ -476,7 +501,7 @@ class SimulatedWearable(Source):
         opts = parse_options(target.lstrip("?"), _OPTIONS, f"simulate:{target}")
         return cls(seed=opts.get("seed", 42), start_unix=opts.get("start"), duration_s=opts.get("duration"),
                    line_hz=opts.get("line_hz", 0.0), streams=opts.get("streams", DEFAULT_STREAMS), speed=speed,
-                   prime_s=opts.get("prime", 0.0))
+                   prime_s=opts.get("prime", 0.0), late_s=opts.get("late"))
 
     def phase_at_unix(self, ts_unix: float) -> str:
         """The scripted truth at a block's timestamp (after streaming started)."""
@@ -489,6 +514,7 @@ class SimulatedWearable(Source):
             self.start_unix = arrival_time()
         start_unix = self.start_unix
         signals = WearableSignals(self.seed, self.line_hz)
+        self.primed_until_unix = start_unix + self.prime_s if self.prime_s > 0 else None
         self.stats.connected = True
         pacer = Pacer(self.speed, free_until_s=self.prime_s)
         chunk_index = 0
@@ -503,12 +529,15 @@ class SimulatedWearable(Source):
                 n = per_chunk
                 if self.duration_s is not None:
                     n = min(n, int(np.ceil(self.duration_s * rate - 1e-9)) - i0)
-                if n <= 0:
-                    continue
+                join_s = self.late_s.get(stream, 0.0)
+                if n <= 0 or (i0 + per_chunk) / rate <= join_s:
+                    continue  # ended, or not joined yet: nothing generated
                 t_s = (i0 + np.arange(per_chunk)) / rate  # always generate whole chunks: same signals for any duration
                 data = signals.chunk(stream, t_s)[:n].astype(np.float32)
                 per_block = round(BLOCK_S[stream] * rate)
                 for b0 in range(0, n, per_block):
+                    if (i0 + b0) / rate < join_s - 1e-9:
+                        continue  # the chunk the stream joins in: from its first whole block at or after join_s
                     part = data[b0:b0 + per_block]
                     end_s = (i0 + b0 + part.shape[0]) / rate
                     pending.append((end_s, order, i0 + b0, stream, part))

@@ -33,6 +33,9 @@ class Source(abc.ABC):
 
     spec: str = ""
     streams: tuple[str, ...] = ()  # stream kinds this source produces (keys of edge.stream.STREAM_TO_MODALITY)
+    # Source time before which the blocks are the source's past, delivered at once (``simulate:prime=``):
+    # the daemon runs them through windows, baselines and fusion but publishes no state from them.
+    primed_until_unix: float | None = None
 
     def __init__(self) -> None:
         self.stats = SourceStats()

@@ -222,6 +222,26 @@ def test_streams_option_selects_streams():
     assert {b.stream for b in blocks} == {"ecg", "eda"}
 
 
+def test_late_stream_joins_at_its_time_and_leaves_the_others_as_they_were():
+    """``late=eeg:12.5``: no eeg before 12.5 simulated s, eeg from then on without a gap; ecg/eda block for block as without it."""
+    _, blocks = collect("simulate:seed=3,duration=30,start=0,late=eeg:12.5")
+    _, plain = collect("simulate:seed=3,duration=30,start=0")
+    eeg = [b for b in blocks if b.stream == "eeg"]
+    assert eeg[0].ts_unix == 12.5 and sum(b.n for b in eeg) == (30.0 - 12.5) * 256
+    assert all(b.ts_unix == a.end_unix for a, b in zip(eeg, eeg[1:]))
+    others = [b for b in blocks if b.stream != "eeg"]
+    assert [(b.stream, b.ts_unix) for b in others] == [(b.stream, b.ts_unix) for b in plain if b.stream != "eeg"]
+    assert all(np.array_equal(x.data, y.data) for x, y in zip(others, [b for b in plain if b.stream != "eeg"]))
+    assert 11.5 < np.std(np.concatenate([b.data for b in eeg])) < 60.0  # a live headband, not zeros
+
+
+def test_prime_marks_the_primed_stretch_as_the_sources_past():
+    source, _ = collect(f"simulate:start={START},duration=2,prime=1.5")
+    assert source.primed_until_unix == START + 1.5
+    source, _ = collect(f"simulate:start={START},duration=2")
+    assert source.primed_until_unix is None
+
+
 def test_start_defaults_to_the_wall_clock():
     before = time.time()
     _, blocks = collect("simulate:duration=1")
@@ -297,6 +317,11 @@ def test_speed_none_runs_fast_and_lets_other_tasks_run():
     ("simulate:streams=eeg+gsr", "gsr"),
     ("simulate:line_hz=55", "line_hz"),
     ("simulate:duration=-1", "duration"),
+    ("simulate:late=eeg", "STREAM:SECONDS"),
+    ("simulate:late=eeg:soon", "bad value for late"),
+    ("simulate:late=eeg:-5", "late=eeg: must join at >= 0 s"),
+    ("simulate:late=eeg:inf", "late=eeg: must join at >= 0 s"),
+    ("simulate:streams=ecg,late=eeg:60", "late=eeg: not one of the streams"),
 ])
 def test_bad_options_are_one_line_errors(spec, words):
     with pytest.raises(SourceError) as err:
