@@ -44,7 +44,7 @@ from edge.fusion import (FusedState, FusionParams, LabelHolder, ModalityEstimate
 from edge.stream import AUXILIARY_STREAMS, MODALITIES, STREAM_TO_MODALITY, FrameBlock, SampleBlock
 from edge.limits import (MAX_DUE_PER_STEP, MAX_HOP_S, MAX_STREAM_BUFFER_BYTES, MAX_WINDOW_S, MIN_HOP_S,
                          is_unix_time)
-from edge.windows import HopGrid, StreamBuffer, WindowClock, WindowSpec, block_times, buffer_capacity
+from edge.windows import HopGrid, StreamBuffer, WindowClock, WindowSpec, block_times, buffer_capacity, split_block
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +186,10 @@ class Pipeline:
             self.expected.add(modality)
         if modality not in self.estimators:
             return []
+        if isinstance(block, SampleBlock) and block.n > 1:
+            pieces = split_block(block)
+            if len(pieces) > 1:  # a long block: buffered a piece at a time, so no window loses its start
+                return [state for piece in pieces for state in self.ingest(piece, completed_perf)]
         if isinstance(block, FrameBlock):
             self._ingest_frame(block)
             data_end = block.ts_unix

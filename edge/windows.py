@@ -8,6 +8,7 @@ sit on a grid ``first_end + k * hop_s`` so they are reproducible for a given rec
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -221,6 +222,33 @@ class WindowClock:
         return None
 
 
-def buffer_capacity(rate_hz: float, length_s: float, margin_s: float = 2.0, minimum: int = 16) -> int:
+BUFFER_MARGIN_S = 2.0  # a stream buffer holds one window plus this much
+# Blocks are buffered at most this long at a time: a window that ends inside a longer block needs
+# that block's early samples, which a buffer of one window + margin would already have dropped.
+MAX_PIECE_S = BUFFER_MARGIN_S / 2
+
+
+def buffer_capacity(rate_hz: float, length_s: float, margin_s: float = BUFFER_MARGIN_S, minimum: int = 16) -> int:
     """Samples a stream buffer needs to hold one window plus a margin for late hops."""
     return max(minimum, int(math.ceil(rate_hz * (length_s + margin_s))) + 1)
+
+
+def split_block(block: SampleBlock, max_span_s: float = MAX_PIECE_S) -> list[SampleBlock]:
+    """``block`` as consecutive pieces each spanning less than ``max_span_s`` (just ``[block]`` if it does).
+
+    A block whose times are not finite or not ascending is left whole, for the caller to refuse.
+    """
+    if block.n < 2 or (block.times_unix is None and block.rate_hz > 0 and (block.n - 1) / block.rate_hz < max_span_s):
+        return [block]  # the common case, decided without computing the times
+    times = block_times(block)
+    if not (np.all(np.isfinite(times)) and times[-1] - times[0] >= max_span_s):
+        return [block]
+    slot = np.floor((times - times[0]) / max_span_s)
+    if np.any(np.diff(slot) < 0):
+        return [block]
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(slot)) + 1])
+    ends = np.append(starts[1:], block.n)
+    return [dataclasses.replace(block, ts_unix=float(times[i0]), data=block.data[i0:i1],
+                                times_unix=None if block.times_unix is None else times[i0:i1],
+                                lost_samples=block.lost_samples if i0 == 0 else 0)
+            for i0, i1 in zip(starts.tolist(), ends.tolist())]

@@ -110,3 +110,71 @@ def test_sources_on_different_clocks_do_not_stall_or_flood_fusion():
     assert 1 <= len(states) <= 10
     late = states[-1].payload
     assert late["ts"] > now and "eeg" in late["modalities"]
+
+
+def test_split_block_cuts_long_blocks_into_short_pieces_and_leaves_bad_ones_whole():
+    from edge.windows import split_block
+
+    block = SampleBlock("eeg", 1000.0, 256.0, np.arange(256 * 5 * 2, dtype=np.float32).reshape(-1, 2),
+                        ("a", "b"), lost_samples=7)
+    pieces = split_block(block, 1.0)
+    assert [p.n for p in pieces] == [256] * 5 and [p.ts_unix for p in pieces] == [1000.0, 1001.0, 1002.0, 1003.0, 1004.0]
+    assert np.array_equal(np.concatenate([p.data for p in pieces]), block.data)
+    assert [p.lost_samples for p in pieces] == [7, 0, 0, 0, 0]  # the gap came before the block, once
+    events = SampleBlock("ibi", 0.0, 0.0, np.full((4, 1), 800.0, np.float32), ("IBI",),
+                         times_unix=np.array([1000.0, 1000.8, 1002.5, 1002.9]))
+    assert [list(p.times_unix) for p in split_block(events, 1.0)] == [[1000.0, 1000.8], [1002.5, 1002.9]]
+    short = SampleBlock("eda", 1000.0, 4.0, np.ones((2, 1), np.float32))
+    assert split_block(short, 1.0) == [short]
+    for times in ([1000.0, np.nan, 1003.0], [1003.0, 1000.0, 1001.0]):  # the caller refuses these whole
+        bad = SampleBlock("ibi", 0.0, 0.0, np.ones((3, 1), np.float32), ("IBI",), times_unix=np.array(times))
+        assert split_block(bad, 1.0) == [bad]
+
+
+def test_the_pipeline_reads_a_recording_the_same_whatever_its_block_size():
+    """20-s blocks (a batching bridge, a file) give the windows 0.25/0.5-s blocks give: none loses its start."""
+    import asyncio
+    import dataclasses
+
+    from edge.config import load_config
+    from edge.daemon import Pipeline, load_estimators
+    from firmware_bridge.simulate import SimulatedWearable
+
+    async def simulated():
+        return [b async for b in SimulatedWearable(seed=3, start_unix=1_700_000_000.0, duration_s=360, speed=None).blocks()]
+
+    small = asyncio.run(simulated())
+    large, pending = [], {}
+    for b in small:
+        parts = pending.setdefault(b.stream, [])
+        parts.append(b)
+        if parts[-1].end_unix - parts[0].ts_unix >= 20.0 - 1e-9:
+            large.append(dataclasses.replace(parts[0], data=np.concatenate([p.data for p in parts])))
+            pending[b.stream] = []
+    assert max(b.end_unix - b.ts_unix for b in large) >= 20.0 - 1e-9
+
+    def estimates(blocks):
+        config = load_config(None, {"daemon.sources": ("simulate",), "daemon.speed": None})
+        estimators, _ = load_estimators(config)
+        pipe = Pipeline(config, estimators)
+        seen = {m: [] for m in estimators}
+        run = pipe._run_window
+
+        def record(modality, end):
+            run(modality, end)
+            if pipe.latest[modality] and pipe.latest[modality][-1].ts_unix == end:
+                e = pipe.latest[modality][-1]
+                seen[modality].append((e.ts_unix, e.quality, e.stress, e.valence, e.arousal))
+
+        pipe._run_window = record
+        for b in blocks:
+            pipe.ingest(b)
+        pipe.finish()
+        return seen
+
+    a, b = estimates(small), estimates(large)
+    assert len(a["eeg"]) > 150 and len(a["eda"]) > 10 and len(a["cardiac"]) > 10
+    for modality in ("eeg", "eda", "cardiac"):
+        assert [x[0] for x in a[modality]] == pytest.approx([x[0] for x in b[modality]]), modality
+        assert np.allclose(np.array(a[modality], dtype=float)[:, 1:], np.array(b[modality], dtype=float)[:, 1:],
+                           atol=1e-6, equal_nan=True), modality
