@@ -582,21 +582,22 @@ async def run_daemon(config: Config, *, on_ready: Callable[[], None] | None = No
     baseline_task = asyncio.create_task(keep_baselines())
     taps_task = asyncio.create_task(taps.watch(sources)) if taps else None
 
-    withheld = [0]  # states of a source's primed past: computed, not published
+    withheld = 0  # states of a source's primed past: computed, not published
 
     def primed_until() -> float | None:
         ends = [t for t in (getattr(s, "primed_until_unix", None) for s in sources) if t is not None]
         return max(ends) if ends else None
 
     def publish(states: list[OutgoingState]) -> None:
+        nonlocal withheld
         past_until = primed_until() if states else None
         for item in states:
             if past_until is not None and float(item.payload["ts"]) < past_until - 1e-6:
-                withheld[0] += 1  # the source's past, produced at once: it settles the label, it is not news
+                withheld += 1  # the source's past, produced at once: it settles the label, it is not news
                 continue
-            if withheld[0]:
-                log.info("%d states of the sources' primed past computed, not published", withheld[0])
-                withheld[0] = 0
+            if withheld:
+                log.info("%d states of the sources' primed past computed, not published", withheld)
+                withheld = 0
             seq = publisher.publish_state(item.payload)
             result.latencies_s.append(time.perf_counter() - item.completed_perf)
             result.states += 1

@@ -437,17 +437,6 @@ CHANNELS = {"eeg": EEG_CHANNELS, "ecg": ("ECG",), "eda": ("EDA",), "temp": ("TEM
 
 # --- the source --------------------------------------------------------------------------------
 
-_OPTIONS: dict[str, Callable[[str], Any]] = {
-    "seed": int,
-    "start": float,
-    "duration": float,
-    "prime": float,
-    "line_hz": float,
-    "streams": lambda v: tuple(s for s in v.split("+") if s),
-    "late": lambda v: _stream_seconds(v),
-}
-
-
 def _stream_seconds(text: str) -> dict[str, float]:
     """``"eeg:1680+acc:60"`` -> {"eeg": 1680.0, "acc": 60.0}; ValueError (one line) otherwise."""
     out: dict[str, float] = {}
@@ -457,6 +446,17 @@ def _stream_seconds(text: str) -> dict[str, float]:
             raise ValueError(f"expected STREAM:SECONDS, got {item!r}")
         out[stream.strip()] = float(seconds)
     return out
+
+
+_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "seed": int,
+    "start": float,
+    "duration": float,
+    "prime": float,
+    "line_hz": float,
+    "streams": lambda v: tuple(s for s in v.split("+") if s),
+    "late": _stream_seconds,
+}
 
 
 class SimulatedWearable(Source):

@@ -43,8 +43,8 @@ def test_demo_refuses_a_bad_speed_in_one_line():
 def test_demo_table_shows_every_simulated_modality_within_its_first_10_s():
     """The script is primed (run at full speed) so eda/cardiac are there from the first row, on one clock.
 
-    The demo runs 12 s so that the 10-s limit is what is tested: priming takes about 6 s of CPU here, and a
-    6-s run ended before its first row whenever the machine was busy.
+    The demo runs 12 s so that the 10-s limit is what is tested, not the run's length: priming takes about
+    3 s of CPU here (the first row after ~3.5 s), more when the machine is busy.
     """
     import subprocess
     import sys
